@@ -1,0 +1,62 @@
+"""The labelled-sentence record and its JSONL files.
+
+One record per sentence; the key order is fixed so that rebuilt files are byte-identical.
+The files load with `datasets.load_dataset("json", data_files=...)` as well as with
+`read_jsonl` below, which adds the line number to every error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+FIELDS: tuple[str, ...] = (
+    "id",
+    "article_id",
+    "position",
+    "text",
+    "categories",
+    "stance",
+    "source",
+    "labeller",
+)
+SPLITS: tuple[str, ...] = ("train", "dev", "test")
+
+
+class DataError(ValueError):
+    """A dataset file that cannot be used as it is."""
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Read a JSONL file of objects; blank lines are skipped, anything else must parse."""
+    records = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid UTF-8 ({exc})") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
+        records.append(obj)
+    return records
+
+
+def to_line(record: dict) -> str:
+    """One record as a JSON line with the canonical key order (unknown keys follow)."""
+    ordered = {k: record[k] for k in FIELDS if k in record}
+    ordered.update({k: v for k, v in record.items() if k not in ordered})
+    return json.dumps(ordered, ensure_ascii=False)
+
+
+def dumps_jsonl(records: Iterable[dict]) -> str:
+    """Records as JSONL text, one line each, ending in a newline."""
+    return "".join(to_line(r) + "\n" for r in records)

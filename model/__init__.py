@@ -1,0 +1,1 @@
+"""netralitas: model package."""

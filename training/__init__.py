@@ -1,0 +1,1 @@
+"""netralitas: training package."""
