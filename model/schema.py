@@ -41,23 +41,3 @@ STANCE_EN: dict[str, str] = {
 
 SOURCES: tuple[str, ...] = ("seed", "corpus", "authored")
 
-
-class SchemaError(ValueError):
-    """A label or record that does not fit the schema."""
-
-
-def check_categories(labels: list[str] | tuple[str, ...]) -> list[str]:
-    """Return the labels in schema order, refusing unknown names and duplicates."""
-    unknown = [c for c in labels if c not in CATEGORIES]
-    if unknown:
-        raise SchemaError(f"unknown categories {unknown}; allowed: {list(CATEGORIES)}")
-    if len(set(labels)) != len(labels):
-        raise SchemaError(f"duplicate categories in {list(labels)}")
-    return [c for c in CATEGORIES if c in labels]
-
-
-def check_stance(stance: object) -> str:
-    """Return the stance, refusing a missing or unknown one."""
-    if stance not in STANCES:
-        raise SchemaError(f"stance must be one of {list(STANCES)}, got {stance!r}")
-    return str(stance)

