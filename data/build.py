@@ -103,7 +103,15 @@ def authored_records(paths: Paths) -> list[dict]:
     """Sentences written by us for thin labels (train only)."""
     out = []
     for f in sorted(paths.authored.glob("*.jsonl")):
-        out.extend(read_jsonl(f))
+        for rec in read_jsonl(f):
+            # Train on text exactly as predict.py will see it: one sentence, no dateline.
+            cut = [s.text for s in split_sentences(rec.get("text", ""))]
+            if cut != [rec.get("text")]:
+                raise DataError(
+                    f"{f.name}: {rec.get('id')}: text is not one sentence as the splitter "
+                    f"cuts it: {cut!r}"
+                )
+            out.append(rec)
     return sorted(out, key=lambda r: (r["article_id"], r["position"]))
 
 
