@@ -64,3 +64,55 @@ def stance_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
         "confusion": confusion.tolist(),
         "labels": list(STANCES),
     }
+
+
+# --- Per-sentence counts -------------------------------------------------------------------
+# The bootstrap (eval/stats.py) resamples sentences, so it needs every metric written as a
+# function of counts that add up over sentences. These helpers give those counts and the
+# F1 figures computed from summed counts; for the full data they equal the reports above
+# (2·tp / (2·tp + fp + fn) is the same F1 as 2PR / (P + R), with 0 where it is undefined).
+
+
+def category_counts(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Per-sentence true/false positives and false negatives: shape (n, 3, categories)."""
+    y_true = np.asarray(y_true, dtype=bool)
+    y_pred = np.asarray(y_pred, dtype=bool)
+    return np.stack([y_true & y_pred, ~y_true & y_pred, y_true & ~y_pred], axis=1).astype(
+        np.float64
+    )
+
+
+def stance_counts(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Per-sentence tp/fp/fn for each stance (one-vs-rest): shape (n, 3, stances)."""
+    k = len(STANCES)
+    true_1h = np.eye(k, dtype=bool)[np.asarray(y_true, dtype=int)]
+    pred_1h = np.eye(k, dtype=bool)[np.asarray(y_pred, dtype=int)]
+    return category_counts(true_1h, pred_1h)
+
+
+def f1_from_counts(counts: np.ndarray) -> np.ndarray:
+    """Per-label F1 from summed counts (..., 3, labels) -> (..., labels); 0 where undefined."""
+    tp, fp, fn = counts[..., 0, :], counts[..., 1, :], counts[..., 2, :]
+    denom = 2 * tp + fp + fn
+    return np.divide(2 * tp, denom, out=np.zeros_like(denom, dtype=np.float64), where=denom > 0)
+
+
+def micro_f1_from_counts(counts: np.ndarray) -> np.ndarray:
+    """Micro F1 from summed counts (..., 3, labels) -> (...)."""
+    return f1_from_counts(counts.sum(axis=-1, keepdims=True))[..., 0]
+
+
+def macro_f1_from_counts(counts: np.ndarray) -> np.ndarray:
+    """Macro F1 (unweighted mean over all labels) from summed counts -> (...)."""
+    return f1_from_counts(counts).mean(axis=-1)
+
+
+def macro_f1_over_supported(report: dict) -> float | None:
+    """Mean F1 over the labels that occur in the gold data (None when none does).
+
+    Macro-F1 over all labels counts a label with no gold sentence as F1 = 0 for every
+    model, which says nothing about the models; this figure leaves such labels out so an
+    evaluator can see both readings.
+    """
+    f1s = [v["f1"] for v in report["per_label"].values() if v["support"] > 0]
+    return float(np.mean(f1s)) if f1s else None

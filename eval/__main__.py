@@ -1,0 +1,130 @@
+"""Evaluate trained models on a labelled file and write a report folder.
+
+    python -m eval --model models/tfidf --model models/indobert [--data data/splits/test.jsonl]
+                   [--out runs/eval] [--seed 13] [--bootstrap 1000] [--allow-overlap]
+                   [--no-timing] [--timing-seconds 2] [--latency-calls 200] [--batch-size 32]
+
+`--model` takes a backend name (its default folder under `models/`) or a model folder, and
+may be repeated. `--data` is any JSONL file in the dataset format (default: the test split).
+The run folder gets metrics.json, report.md, report.html, errors.jsonl and PNG charts; see
+`eval/report.py` for the metrics.json keys.
+
+Exit codes: 0 ok; 1 data error (unreadable or invalid file, overlap with a model's
+training data without --allow-overlap, or an output folder that cannot be written); 2 usage
+error; 3 model error (missing, incomplete or tampered model folder, or a backend that
+cannot load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from data.records import DataError
+from eval.harness import DEFAULT_DATA, evaluate
+from eval.timing import TimingSettings
+from model.artifact import ArtifactError
+from model.paths import REPO_ROOT
+
+EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
+MIN_RESAMPLES = 100
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m eval",
+        description="Evaluate model artifacts on a labelled JSONL file and write a report.",
+    )
+    parser.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        required=True,
+        metavar="NAME_OR_FOLDER",
+        help="backend name (tfidf, indobert) or model folder; repeat to compare",
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="labelled JSONL file")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "eval")
+    parser.add_argument("--seed", type=int, default=13, help="bootstrap seed")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="evaluate even if the file shares sentences with a model's train/dev data",
+    )
+    parser.add_argument("--no-timing", action="store_true", help="skip speed measurement")
+    defaults = TimingSettings()
+    parser.add_argument(
+        "--timing-seconds",
+        type=float,
+        default=defaults.min_seconds,
+        help="throughput budget per model in seconds",
+    )
+    parser.add_argument(
+        "--latency-calls",
+        type=int,
+        default=defaults.latency_calls,
+        help="single-sentence calls per model for latency percentiles",
+    )
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
+        return int(exc.code or 0)
+    if args.bootstrap < MIN_RESAMPLES:
+        print(f"eval: error: --bootstrap must be at least {MIN_RESAMPLES}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.timing_seconds <= 0 or args.latency_calls < 1 or args.batch_size < 1:
+        print(
+            "eval: error: --timing-seconds, --latency-calls and --batch-size must be positive",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    timing = None
+    if not args.no_timing:
+        timing = TimingSettings(
+            batch_size=args.batch_size,
+            min_seconds=args.timing_seconds,
+            latency_calls=args.latency_calls,
+        )
+    try:
+        result = evaluate(
+            args.models,
+            args.data,
+            seed=args.seed,
+            n_bootstrap=args.bootstrap,
+            allow_overlap=args.allow_overlap,
+            timing=timing,
+        )
+    except DataError as exc:
+        print(f"eval: data error: {exc}", file=sys.stderr)
+        return EXIT_DATA
+    except ArtifactError as exc:
+        print(f"eval: model error: {exc}", file=sys.stderr)
+        return EXIT_MODEL
+
+    from eval.report import REPORT_HTML, REPORT_MD, write_report  # matplotlib: only now
+
+    try:
+        write_report(args.out, result)
+    except OSError as exc:
+        print(f"eval: cannot write {args.out}: {exc}", file=sys.stderr)
+        return EXIT_DATA
+    for warning in result.metrics["warnings"]:
+        logging.getLogger("eval").warning("%s", warning)
+    print(f"Report: {args.out / REPORT_MD}\nHTML:   {args.out / REPORT_HTML}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
