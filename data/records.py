@@ -34,7 +34,9 @@ def read_jsonl(path: Path) -> list[dict]:
     """Read a JSONL file of objects; blank lines are skipped, anything else must parse."""
     records = []
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        # Split on "\n" only: str.splitlines() would also cut at U+2028/U+2029, which
+        # json.dumps(ensure_ascii=False) leaves unescaped inside a sentence.
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not valid UTF-8 ({exc})") from exc
     except OSError as exc:

@@ -171,3 +171,10 @@ def test_stats_file_matches_the_split_files() -> None:
         assert stats[split]["sentences"] == len(records)
         assert stats[split]["stance"] == {s: sum(r["stance"] == s for r in records)
                                           for s in STANCES}
+
+
+def test_jsonl_round_trips_unicode_line_separators(tmp_path: Path) -> None:
+    records = [{"id": "x", "text": "Baris\u2028satu\u2029dua"}, {"id": "y", "text": "dua"}]
+    path = tmp_path / "r.jsonl"
+    path.write_text(dumps_jsonl(records), encoding="utf-8")
+    assert read_jsonl(path) == records
