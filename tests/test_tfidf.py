@@ -38,11 +38,29 @@ def test_predictor_contract(tfidf_model_dir: Path) -> None:
     for p, cat_row, st_row in zip(predictions, scores.categories, scores.stance, strict=True):
         assert list(p.category_scores) == list(CATEGORIES)
         assert list(p.stance_probs) == list(STANCES)
-        expected = [c for c, s in zip(CATEGORIES, cat_row, strict=True)
-                    if s >= predictor.meta["thresholds"][c]]
+        expected = [
+            c
+            for c, s in zip(CATEGORIES, cat_row, strict=True)
+            if s >= predictor.meta["thresholds"][c]
+        ]
         assert p.categories == expected
         assert p.stance == STANCES[int(np.argmax(st_row))]
     assert predictor.predict([]) == []
+
+
+def test_fast_featuriser_is_used_and_equals_scikit_learn(tfidf_model_dir: Path) -> None:
+    from model.tfidf import _FastUnion, load_backend
+
+    meta = read_meta(tfidf_model_dir)
+    fast = load_backend(tfidf_model_dir, meta)
+    plain = load_backend(tfidf_model_dir, meta, fast=False)
+    assert isinstance(fast.features, _FastUnion)
+    assert not isinstance(plain.features, _FastUnion)
+    splits = load_dataset()
+    texts = [r["text"] for s in ("train", "dev", "test") for r in splits[s]] + SENTENCES
+    want, got = plain.scores(texts), fast.scores(texts)
+    np.testing.assert_allclose(got.categories, want.categories, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got.stance, want.stance, rtol=0, atol=1e-12)
 
 
 def test_thresholds_decide_categories(tfidf_model_dir: Path) -> None:
@@ -176,12 +194,34 @@ def test_config_overrides(tmp_path: Path) -> None:
 
 def test_cli_exit_codes(tmp_path: Path) -> None:
     bad = subprocess.run(
-        [sys.executable, "-m", "training.train_tfidf", "--out", str(tmp_path / "m"),
-         "--set", "cv.bogus=1"], capture_output=True, text=True, check=False)
+        [
+            sys.executable,
+            "-m",
+            "training.train_tfidf",
+            "--out",
+            str(tmp_path / "m"),
+            "--set",
+            "cv.bogus=1",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert bad.returncode == 2 and "unknown key" in bad.stderr
     (tmp_path / "splits").mkdir()
     missing = subprocess.run(
-        [sys.executable, "-m", "training.train_tfidf", "--out", str(tmp_path / "m"),
-         "--data", str(tmp_path / "splits")], capture_output=True, text=True, check=False)
-    assert missing.returncode == 1 and "missing split file" in missing.stderr
+        [
+            sys.executable,
+            "-m",
+            "training.train_tfidf",
+            "--out",
+            str(tmp_path / "m"),
+            "--data",
+            str(tmp_path / "splits"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert missing.returncode == 3 and "missing split file" in missing.stderr
     assert not (tmp_path / "m").exists()
