@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.records import SPLITS, DataError, dumps_jsonl, read_jsonl
+from model import exitcodes
 from model.fsutil import atomic_write_text
 from model.schema import CATEGORIES, STANCES
 from model.sentences import split_sentences
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         stats = build(Paths(args.data_dir), seed=args.seed)
     except (DataError, KeyError, OSError) as exc:
         print(f"data.build: error: {exc}", file=sys.stderr)
-        return 1
+        return exitcodes.INPUT
     print(stats_markdown(stats), end="")
     return 0
 

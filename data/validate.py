@@ -1,6 +1,6 @@
 """Check a labelled dataset before anything trains or evaluates on it.
 
-    python -m data.validate [SPLITS_DIR]     # exit 0 when clean, 1 with every problem listed
+    python -m data.validate [SPLITS_DIR]     # exit 0 when clean, 3 with every problem listed
 
 Rejects unknown labels, missing stance, duplicate ids, empty text, bad sources, authored
 sentences outside train, and articles that span two splits (leakage). The trainers and
@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from data.records import SPLITS, DataError, read_jsonl
+from model import exitcodes
 from model.schema import CATEGORIES, SOURCES, STANCES
 
 DEFAULT_SPLITS_DIR = Path(__file__).resolve().parent / "splits"
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         problems = validate_splits(load_splits(args.splits_dir))
     except DataError as exc:
         print(f"data.validate: error: {exc}", file=sys.stderr)
-        return 1
+        return exitcodes.INPUT
     if problems:
         for p in problems[:200]:
             print(f"data.validate: {p}", file=sys.stderr)
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         if more > 0:
             print(f"data.validate: ... and {more} more", file=sys.stderr)
         print(f"data.validate: FAILED with {len(problems)} problem(s)", file=sys.stderr)
-        return 1
+        return exitcodes.INPUT
     print(f"data.validate: OK ({args.splits_dir})")
     return 0
 

@@ -9,10 +9,10 @@ may be repeated. `--data` is any JSONL file in the dataset format (default: the 
 The run folder gets metrics.json, report.md, report.html, errors.jsonl and PNG charts; see
 `eval/report.py` for the metrics.json keys.
 
-Exit codes: 0 ok; 1 data error (unreadable or invalid file, overlap with a model's
-training data without --allow-overlap, or an output folder that cannot be written); 2 usage
-error; 3 model error (missing, incomplete or tampered model folder, or a backend that
-cannot load).
+Exit codes (`model/exitcodes.py`): 0 ok; 3 data error (unreadable or invalid file, overlap
+with a model's training data without --allow-overlap, or an output folder that cannot be
+written); 2 usage error; 4 model error (missing, incomplete or tampered model folder, or a
+backend that cannot load).
 """
 
 from __future__ import annotations
@@ -25,10 +25,16 @@ from pathlib import Path
 from data.records import DataError
 from eval.harness import DEFAULT_DATA, evaluate
 from eval.timing import TimingSettings
+from model import exitcodes
 from model.artifact import ArtifactError
 from model.paths import REPO_ROOT
 
-EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_MODEL = 0, 1, 2, 3
+EXIT_OK, EXIT_DATA, EXIT_USAGE, EXIT_MODEL = (
+    exitcodes.OK,
+    exitcodes.INPUT,
+    exitcodes.USAGE,
+    exitcodes.MODEL,
+)
 MIN_RESAMPLES = 100
 
 

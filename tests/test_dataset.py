@@ -148,7 +148,7 @@ def _leak_article(records: list[dict]) -> None:
 )
 def test_validator_rejects_broken_copies(data_copy: Path, split: str, edit, message: str) -> None:
     result = _break(data_copy, split, edit)
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert message in result.stderr
     assert "FAILED" in result.stderr
 
@@ -160,7 +160,7 @@ def test_validator_passes_the_clean_copy_and_reports_unreadable_files(data_copy:
     (data_copy / "splits" / "dev.jsonl").write_bytes(b'{"id": "x"}\n{not json\n')
     bad = subprocess.run([sys.executable, "-m", "data.validate", str(data_copy / "splits")],
                          capture_output=True, text=True, check=False)
-    assert bad.returncode == 1
+    assert bad.returncode == 3
     assert "dev.jsonl:2: not valid JSON" in bad.stderr
 
 

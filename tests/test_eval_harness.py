@@ -249,7 +249,7 @@ def test_overlap_with_training_data_is_refused(
     data = _overlapping_file(tmp_path)
     out = tmp_path / "run"
     code = main(["--model", str(tfidf_model_dir), "--data", str(data), "--out", str(out)])
-    assert code == 1
+    assert code == 3
     err = capsys.readouterr().err
     n = len(read_jsonl(data))
     assert "overlaps the training data" in err
@@ -327,11 +327,11 @@ def test_tampered_or_missing_model_exits_3(
     blob[len(blob) // 2] ^= 0x01
     (folder / "model.joblib").write_bytes(bytes(blob))
     out = tmp_path / "run"
-    assert main(["--model", str(folder), "--out", str(out), "--no-timing"]) == 3
+    assert main(["--model", str(folder), "--out", str(out), "--no-timing"]) == 4
     assert "model.joblib does not match its SHA-256" in capsys.readouterr().err
-    assert main(["--model", "bert-besar", "--out", str(out)]) == 3
+    assert main(["--model", "bert-besar", "--out", str(out)]) == 4
     assert "unknown model 'bert-besar'" in capsys.readouterr().err
-    assert main(["--model", str(tmp_path / "nothing"), "--out", str(out)]) == 3
+    assert main(["--model", str(tmp_path / "nothing"), "--out", str(out)]) == 4
     assert not out.exists()
 
 
@@ -358,7 +358,7 @@ def test_malformed_data_exits_1(
     data = tmp_path / "bad.jsonl"
     data.write_text(content, encoding="utf-8")
     out = tmp_path / "run"
-    assert main(["--model", str(tfidf_model_dir), "--data", str(data), "--out", str(out)]) == 1
+    assert main(["--model", str(tfidf_model_dir), "--data", str(data), "--out", str(out)]) == 3
     err = capsys.readouterr().err
     assert "data error" in err and re.search(message, err), err
     assert not out.exists()
@@ -368,7 +368,7 @@ def test_missing_data_file_and_usage_errors(
     tfidf_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     model = ["--model", str(tfidf_model_dir)]
-    assert main([*model, "--data", str(tmp_path / "none.jsonl"), "--out", str(tmp_path)]) == 1
+    assert main([*model, "--data", str(tmp_path / "none.jsonl"), "--out", str(tmp_path)]) == 3
     assert "cannot read" in capsys.readouterr().err
     assert main(["--out", str(tmp_path / "run")]) == 2  # no --model
     assert main([*model, "--bootstrap", "10"]) == 2

@@ -6,7 +6,7 @@
 Hyper-parameters (C for each head) are chosen by cross-validation on train grouped by
 article, so sentences of one article never score a model fitted on their neighbours;
 per-category thresholds are then tuned on dev. Test is never read here.
-Exit codes: 0 ok, 1 data error, 2 usage/config error.
+Exit codes (`model/exitcodes.py`): 0 ok, 2 usage/config error, 3 data error.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from data.records import DataError
 from data.validate import DEFAULT_SPLITS_DIR
 from eval.metrics import multilabel_report, stance_report
+from model import exitcodes
 from model.artifact import base_meta, save_artifact, write_seen
 from model.paths import REPO_ROOT
 from model.tfidf import TfidfModel, make_features, save_model
@@ -181,15 +182,15 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, args.overrides)
     except ValueError as exc:
         print(f"train_tfidf: error: {exc}", file=sys.stderr)
-        return 2
+        return exitcodes.USAGE
     try:
         train(config, args.data, args.out)
     except DataError as exc:
         print(f"train_tfidf: data error: {exc}", file=sys.stderr)
-        return 1
+        return exitcodes.INPUT
     except (KeyError, TypeError) as exc:
         print(f"train_tfidf: config error: missing or wrong key {exc}", file=sys.stderr)
-        return 2
+        return exitcodes.USAGE
     return 0
 
 
