@@ -39,7 +39,7 @@ its source: "arg", "stdin" or the file path as given.
 
 Speed: batch mode scores big inputs in `--jobs` forked worker processes (default: one per
 CPU; TF-IDF only, output identical to one process) and a TF-IDF model's features are
-computed by an exact, faster path (`model.inference.accelerate`).
+computed by an exact, faster path (`model.tfidf.accelerate`).
 
 Streaming (`--stream`): reads JSON Lines from stdin and answers each line as soon as it is
 scored: its sentence records, then exactly one article record (or one error record), then a
@@ -48,7 +48,7 @@ Lines already waiting are scored together. Blank lines are skipped. A bad line (
 binary, not JSON, no "text", over `--max-line-bytes`) gets an error record on stdout and a
 message on stderr, and the stream goes on.
 
-Exit codes:
+Exit codes (shared by every command, `model/exitcodes.py`):
     0  ok (in --stream: end of input reached, even if some lines got error records)
     1  internal error (a bug; the message says so)
     2  usage: bad or conflicting options, no input given on a terminal

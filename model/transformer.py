@@ -1,0 +1,315 @@
+"""The fine-tuned transformer tagger: one encoder, two heads, and its inference backend.
+
+Architecture: a pretrained encoder (`AutoModel`: IndoBERT, the offline e5 or any local
+folder) -> mean pooling over the attention mask -> dropout -> two linear heads read the
+same sentence vector: a category head (8 logits, one sigmoid each: multi-label) and a
+stance head (3 logits, softmax: exactly one stance). Both are trained together with one
+joint loss (`training.train_transformer`). One shared encoder rather than two models
+because the two tasks read the same cues (who does what to whom, and whether it is
+forbidden or reported) and the data is a few hundred sentences: sharing halves the
+compute and lets each head's labels regularise the other.
+
+The artifact (`save_artifact` folder) holds `model.safetensors` (the whole tagger's state:
+encoder under its `base_model_prefix`, e.g. `bert.*`, plus `category_head.*` and
+`stance_head.*`), the encoder's `config.json` and the tokenizer files, so it loads with
+no hub and without the folder it was trained from. Because the encoder sits under its
+`base_model_prefix`, `AutoModel.from_pretrained(artifact)` also loads the fine-tuned
+encoder on its own (the heads are then reported as unused weights).
+
+Device: CUDA when available, else CPU; `$NETRALITAS_DEVICE` (`cpu`, `cuda`, `cuda:1`)
+overrides. Inference batch size: the artifact's, `$NETRALITAS_BATCH_SIZE` overrides.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from model.predictor import Scores
+from model.schema import CATEGORIES, STANCES
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+DEVICE_ENV = "NETRALITAS_DEVICE"
+BATCH_SIZE_ENV = "NETRALITAS_BATCH_SIZE"
+DEFAULT_INFERENCE_BATCH = 64
+_FALLBACK_PREFIX = "encoder_model"  # for an encoder class without a base_model_prefix
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Average of the token vectors where the attention mask is 1 (padding excluded).
+
+    Why mean rather than the [CLS] vector: e5 was trained to be read exactly this way
+    (its [CLS] token has no trained role and it has no pooler), and for BERT-style
+    encoders like IndoBERT mean pooling is at least as good as [CLS] when only a few
+    hundred labelled sentences are available (Reimers & Gurevych 2019), because every
+    token contributes from the first step instead of one position that must be retrained.
+    One pooling for every encoder also keeps the artifact format the same for all of them.
+    Computed in float32 even under mixed precision, so the sum over long sentences stays exact.
+    """
+    weights = mask.unsqueeze(-1).to(torch.float32)
+    summed = (hidden.to(torch.float32) * weights).sum(dim=1)
+    return summed / weights.sum(dim=1).clamp(min=1.0)
+
+
+class TaggerModel(nn.Module):
+    """Encoder + mean pooling + dropout + category head (8 logits) + stance head (3 logits)."""
+
+    def __init__(self, encoder: nn.Module, dropout: float = 0.1) -> None:
+        super().__init__()
+        prefix = getattr(encoder, "base_model_prefix", "") or _FALLBACK_PREFIX
+        if prefix in {"encoder", "dropout", "category_head", "stance_head"}:
+            prefix = _FALLBACK_PREFIX
+        self.encoder_prefix = prefix
+        self.add_module(prefix, encoder)
+        hidden = int(encoder.config.hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.category_head = nn.Linear(hidden, len(CATEGORIES))
+        self.stance_head = nn.Linear(hidden, len(STANCES))
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The pretrained encoder (registered under its `base_model_prefix`)."""
+        return getattr(self, self.encoder_prefix)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Category logits (batch, 8) and stance logits (batch, 3), both float32."""
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        pooled = self.dropout(mean_pool(out.last_hidden_state, attention_mask))
+        return self.category_head(pooled).float(), self.stance_head(pooled).float()
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _auto_model(build, *args, **kwargs) -> nn.Module:
+    """Call an `AutoModel` constructor without the pooler where the class has one.
+
+    The pooler ([CLS] -> dense -> tanh) is never used by mean pooling; leaving it out saves
+    parameters and avoids "weights not initialised" noise for encoders saved without one.
+    Encoder classes that do not take `add_pooling_layer` are built as they come.
+    """
+    try:
+        return build(*args, add_pooling_layer=False, **kwargs)
+    except TypeError as exc:
+        if "add_pooling_layer" not in str(exc):
+            raise
+        return build(*args, **kwargs)
+
+
+def load_pretrained_encoder(source) -> tuple[nn.Module, object]:
+    """Encoder and tokenizer from a resolved `model.encoders.EncoderSource`."""
+    from transformers import AutoModel, AutoTokenizer
+
+    local = source.local_files_only
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.path, local_files_only=local)
+        encoder = _auto_model(AutoModel.from_pretrained, source.path, local_files_only=local)
+    except OSError as exc:
+        from model.encoders import EncoderError, encoder_advice
+
+        raise EncoderError(
+            f"cannot load encoder {source.name!r}: {exc}. {encoder_advice()}"
+        ) from exc
+    return encoder, tokenizer
+
+
+def encoder_from_config(folder: Path) -> nn.Module:
+    """An encoder with random weights built from the artifact's `config.json` (no hub)."""
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    return _auto_model(AutoModel.from_config, config)
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """`name`, else `$NETRALITAS_DEVICE`, else CUDA when available, else CPU."""
+    wanted = name or os.environ.get(DEVICE_ENV, "").strip()
+    if not wanted:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(wanted)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"${DEVICE_ENV}={wanted!r} is not a torch device (try cpu or cuda)"
+        ) from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {wanted!r} requested but CUDA is not available; use cpu")
+    return device
+
+
+def pad_id_of(tokenizer, model: TaggerModel) -> int:
+    """The padding id: the tokenizer's, else the encoder config's, else 0."""
+    for value in (
+        getattr(tokenizer, "pad_token_id", None),
+        getattr(model.encoder.config, "pad_token_id", None),
+    ):
+        if value is not None:
+            return int(value)
+    return 0
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids with special tokens, truncated to `max_length`; no padding (done per batch)."""
+    if not texts:
+        return []
+    encoded = tokenizer(
+        list(texts),
+        truncation=True,
+        max_length=max_length,
+        padding=False,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
+    return [list(ids) for ids in encoded["input_ids"]]
+
+
+def pad_batch(
+    seqs: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad to the longest sequence of this batch only (dynamic padding): ids and mask."""
+    width = max(len(s) for s in seqs)
+    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(seqs), width), dtype=np.int64)
+    for row, seq in enumerate(seqs):
+        ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    non_blocking = device.type == "cuda"
+    return (
+        torch.from_numpy(ids).to(device, non_blocking=non_blocking),
+        torch.from_numpy(mask).to(device, non_blocking=non_blocking),
+    )
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Indices grouped longest-first, so each batch pads to nearly its own length.
+
+    A stable sort keeps equal-length sentences in input order, which makes the batches (and
+    so the float results) a pure function of the input.
+    """
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+# --------------------------------------------------------------------------- backend
+
+
+class TransformerBackend:
+    """The `model.predictor.Backend` of the transformer: sentences -> `Scores`."""
+
+    def __init__(
+        self,
+        model: TaggerModel,
+        tokenizer,
+        max_length: int,
+        batch_size: int = DEFAULT_INFERENCE_BATCH,
+        device: torch.device | None = None,
+        text_prefix: str = "",
+    ) -> None:
+        if max_length < 2 or batch_size < 1:
+            raise ValueError(f"max_length {max_length} / batch_size {batch_size} too small")
+        self.device = device or next(model.parameters()).device
+        self.model = model.to(self.device)
+        self.tokenizer = tokenizer
+        self.max_length = int(max_length)
+        self.batch_size = int(batch_size)
+        self.text_prefix = text_prefix
+        self.pad_id = pad_id_of(tokenizer, model)
+
+    def logits(self, sentences: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw float32 logits in input order (categories, stance), in eval mode."""
+        texts = [self.text_prefix + s for s in sentences]
+        encoded = tokenize(self.tokenizer, texts, self.max_length)
+        n = len(encoded)
+        cat = np.zeros((n, len(CATEGORIES)), dtype=np.float32)
+        stance = np.zeros((n, len(STANCES)), dtype=np.float32)
+        batches = length_sorted_batches([len(e) for e in encoded], self.batch_size)
+        was_training = self.model.training
+        self.model.eval()
+        show = len(batches) >= 8 and sys.stderr.isatty()
+        try:
+            with torch.inference_mode():
+                for idx in tqdm(batches, desc="scoring", unit="batch", disable=not show):
+                    ids, mask = pad_batch([encoded[i] for i in idx], self.pad_id, self.device)
+                    c, s = self.model(ids, mask)
+                    cat[idx] = c.cpu().numpy()  # restore input order
+                    stance[idx] = s.cpu().numpy()
+        finally:
+            self.model.train(was_training)
+        return cat, stance
+
+    def scores(self, sentences: Sequence[str]) -> Scores:
+        """Sigmoid category probabilities and softmax stance probabilities, float64."""
+        cat, stance = self.logits(sentences)
+        cat64 = torch.from_numpy(cat).double()
+        st64 = torch.from_numpy(stance).double()
+        return Scores(
+            categories=torch.sigmoid(cat64).numpy(),
+            stance=torch.softmax(st64, dim=1).numpy(),
+        )
+
+
+# --------------------------------------------------------------------------- artifact
+
+
+def write_model_files(model: TaggerModel, tokenizer, folder: Path) -> None:
+    """Weights (safetensors), encoder config and tokenizer into an artifact folder."""
+    from safetensors.torch import save_model
+
+    folder = Path(folder)
+    model.encoder.config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    weights = folder / WEIGHTS_FILE
+    save_model(model, str(weights), metadata={"format": "pt"})
+    # safetensors writes an owner-only file; give it the mode (umask) of the other files,
+    # so a model folder shared with other users is readable as a whole.
+    shutil.copymode(folder / "config.json", weights)
+
+
+def _batch_size(meta: dict) -> int:
+    raw = os.environ.get(BATCH_SIZE_ENV, "").strip()
+    if raw:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ValueError(f"${BATCH_SIZE_ENV}={raw!r} must be a positive integer")
+        return value
+    return int(meta.get("inference", {}).get("batch_size", DEFAULT_INFERENCE_BATCH))
+
+
+def load_backend(folder: Path, meta: dict) -> TransformerBackend:
+    """Registry entry point: rebuild the tagger from the artifact alone (manifest verified)."""
+    from safetensors.torch import load_model
+    from transformers import AutoTokenizer
+
+    folder = Path(folder)
+    device = pick_device()
+    model = TaggerModel(encoder_from_config(folder), dropout=0.0)
+    load_model(model, str(folder / WEIGHTS_FILE), strict=True, device="cpu")
+    model.to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    return TransformerBackend(
+        model,
+        tokenizer,
+        max_length=int(meta["max_length"]),
+        batch_size=_batch_size(meta),
+        device=device,
+        text_prefix=str(meta.get("text_prefix", "")),
+    )
