@@ -32,6 +32,11 @@ class DataError(ValueError):
 
 def read_jsonl(path: Path) -> list[dict]:
     """Read a JSONL file of objects; blank lines are skipped, anything else must parse."""
+    return [rec for _, rec in read_jsonl_numbered(path)]
+
+
+def read_jsonl_numbered(path: Path) -> list[tuple[int, dict]]:
+    """Like `read_jsonl`, with each record's 1-based line number (blank lines count)."""
     records = []
     try:
         # Split on "\n" only: str.splitlines() would also cut at U+2028/U+2029, which
@@ -50,7 +55,7 @@ def read_jsonl(path: Path) -> list[dict]:
             raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
-        records.append(obj)
+        records.append((number, obj))
     return records
 
 

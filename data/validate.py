@@ -52,21 +52,31 @@ def record_problems(rec: dict, where: str) -> list[str]:
     return problems
 
 
-def validate_splits(splits: dict[str, list[dict]]) -> list[str]:
-    """All problems in a set of splits: per record, duplicates, authored-in-eval, leakage."""
+def records_problems(located: list[tuple[str, dict]]) -> list[str]:
+    """Per-record problems plus duplicate ids, for records given with where they are."""
     problems: list[str] = []
     seen_ids: dict[str, str] = {}
+    for where, rec in located:
+        problems.extend(record_problems(rec, where))
+        rid = rec.get("id")
+        if isinstance(rid, str):
+            if rid in seen_ids:
+                problems.append(f"{where}: duplicate id {rid!r} (first at {seen_ids[rid]})")
+            else:
+                seen_ids[rid] = where
+    return problems
+
+
+def validate_splits(splits: dict[str, list[dict]]) -> list[str]:
+    """All problems in a set of splits: per record, duplicates, authored-in-eval, leakage."""
+    problems = records_problems(
+        [(f"{split}:{i}", rec) for split, recs in splits.items() for i, rec in enumerate(recs, 1)]
+    )
     article_splits: dict[str, set[str]] = defaultdict(set)
     for split, records in splits.items():
         for i, rec in enumerate(records, start=1):
             where = f"{split}:{i}"
-            problems.extend(record_problems(rec, where))
             rid = rec.get("id")
-            if isinstance(rid, str):
-                if rid in seen_ids:
-                    problems.append(f"{where}: duplicate id {rid!r} (first at {seen_ids[rid]})")
-                else:
-                    seen_ids[rid] = where
             if split != "train" and rec.get("source") == "authored":
                 problems.append(f"{where} ({rid}): authored sentence in {split}")
             if isinstance(rec.get("article_id"), str):

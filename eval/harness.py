@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.records import DataError, read_jsonl, sentence_hash
-from data.validate import DEFAULT_SPLITS_DIR, record_problems
+from data.records import DataError, read_jsonl_numbered, sentence_hash
+from data.validate import DEFAULT_SPLITS_DIR, records_problems
 from eval.metrics import (
     category_counts,
     macro_f1_from_counts,
@@ -116,22 +116,11 @@ def load_eval_data(path: Path) -> EvalData:
     errors file ambiguous).
     """
     path = Path(path)
-    records = read_jsonl(path)  # raises DataError with the line for unparsable lines
-    if not records:
+    numbered = read_jsonl_numbered(path)  # DataError with the line for unparsable lines
+    if not numbered:
         raise DataError(f"{path}: no records to evaluate on")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    numbers = [i for i, line in enumerate(lines, start=1) if line.strip()]
-    problems: list[str] = []
-    first_line: dict[str, int] = {}
-    for number, rec in zip(numbers, records, strict=True):
-        where = f"{path}:{number}"
-        problems.extend(record_problems(rec, where))
-        rid = rec.get("id")
-        if isinstance(rid, str):
-            if rid in first_line:
-                problems.append(f"{where}: duplicate id {rid!r} (first on line {first_line[rid]})")
-            else:
-                first_line[rid] = number
+    records = [rec for _, rec in numbered]
+    problems = records_problems([(f"{path}:{number}", rec) for number, rec in numbered])
     if problems:
         shown = "\n  ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
