@@ -872,6 +872,7 @@ def train(
             "max_length": mcfg["max_length"],
             "text_prefix": mcfg["text_prefix"],
             "pooling": "mean",
+            "parameters": sum(p.numel() for p in model.parameters()),
             "inference": {"batch_size": config["inference"]["batch_size"]},
             "threshold_source": how,
             "training": {
