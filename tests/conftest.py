@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from data.validate import DEFAULT_SPLITS_DIR
+from model.paths import shared_dir
 from training.common import load_config
 from training.train_tfidf import DEFAULT_CONFIG, train
 
@@ -22,3 +23,33 @@ def tfidf_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("models") / "tfidf"
     train(load_config(DEFAULT_CONFIG), DEFAULT_SPLITS_DIR, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer BERT (hidden 32, 2 heads, random weights) with IndoBERT's real tokenizer.
+
+    Saved with `save_pretrained`, so it goes through the same loading code as a real local
+    encoder, at a size that fine-tunes in seconds on 2 cores.
+    """
+    tokenizer_dir = shared_dir() / "models" / "indobert-base-p2-tokenizer"
+    if not (tokenizer_dir / "tokenizer.json").is_file():
+        pytest.skip(f"IndoBERT tokenizer folder missing: {tokenizer_dir} (see ../shared)")
+    torch = pytest.importorskip("torch")
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("encoders") / "tiny-bert"
+    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

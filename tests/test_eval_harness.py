@@ -11,7 +11,6 @@ import re
 import shutil
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +21,8 @@ from data.validate import DEFAULT_SPLITS_DIR
 from eval.__main__ import main
 from eval.harness import model_labels
 from eval.metrics import multilabel_report, stance_report
-from model.artifact import base_meta, read_meta, save_artifact
-from model.predictor import Scores
-from model.registry import BACKENDS, load_predictor
+from model.artifact import read_meta
+from model.registry import load_predictor
 from model.schema import CATEGORIES, STANCES
 from training.common import label_arrays, load_config
 from training.train_tfidf import DEFAULT_CONFIG, train
@@ -407,49 +405,34 @@ def test_same_model_twice_compares_as_equal(tfidf_model_dir: Path, tmp_path: Pat
     assert np.isfinite(metrics["models"]["tfidf#1"]["calibration"]["stance_ece"])
 
 
-class _KeywordBackend:
-    """A stand-in transformer: scores from keywords, enough to exercise the interface."""
-
-    def scores(self, sentences: list[str]) -> Scores:
-        n = len(sentences)
-        cats = np.full((n, len(CATEGORIES)), 0.1)
-        stance = np.tile([0.2, 0.1, 0.7], (n, 1))
-        for i, text in enumerate(sentences):
-            if "ASN" in text:
-                cats[i, CATEGORIES.index("penyalahgunaan_wewenang")] = 0.8
-                stance[i] = [0.7, 0.1, 0.2]
-        return Scores(cats, stance)
-
-
-def test_any_backend_is_evaluated_through_the_predictor_interface(
-    tfidf_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_fine_tuned_transformer_is_evaluated_beside_the_baseline(
+    tfidf_model_dir: Path, tiny_encoder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    module = types.ModuleType("fake_transformer_backend")
-    module.load_backend = lambda folder, meta: _KeywordBackend()
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setitem(BACKENDS, "indobert", f"{module.__name__}:load_backend")
-    meta = base_meta(
-        backend="indobert",
-        thresholds=dict.fromkeys(CATEGORIES, 0.5),
-        data=read_meta(tfidf_model_dir)["training_data"],
-        config={"encoder": "tiny"},
-        seed=1,
-        dev_metrics={},
-        extra={"encoder": "tiny-test-encoder", "parameters": 1234},
+    """A real transformer artifact (tiny BERT, one epoch on our sentences) goes through the
+    same predictor interface as TF-IDF: encoder named in its label, parameters, timing."""
+    from training.train_transformer import DEFAULT_CONFIG as TRANSFORMER_CONFIG
+    from training.train_transformer import train as train_transformer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("NETRALITAS_DEVICE", "cpu")
+    config = load_config(
+        TRANSFORMER_CONFIG,
+        ["train.epochs=1", "model.max_length=64", "model.freeze_word_embeddings=false"],
     )
     folder = tmp_path / "indobert"
-    save_artifact(folder, lambda tmp: (tmp / "weights.bin").write_bytes(b"\0" * 10), meta)
+    train_transformer(config, DEFAULT_SPLITS_DIR, folder, encoder=str(tiny_encoder))
     out = tmp_path / "run"
     argv = ["--model", str(tfidf_model_dir), "--model", str(folder), "--out", str(out)]
     assert main([*argv, "--timing-seconds", "0.05", "--latency-calls", "3"]) == 0
     metrics = _metrics(out)
-    label = "indobert:tiny-test-encoder"
+    label = f"indobert:{tiny_encoder}"
     assert list(metrics["models"]) == ["tfidf", label]
     block = metrics["models"][label]
-    assert block["encoder"] == "tiny-test-encoder" and block["parameters"] == 1234
-    # no seen-sentence record in this artifact: evaluated, with the gap said plainly
-    assert metrics["run"]["overlap"]["unchecked"] == [label]
-    assert any("could not be checked" in w for w in metrics["warnings"])
+    assert block["encoder"] == str(tiny_encoder)
+    assert block["parameters"] == read_meta(folder)["parameters"] > 0
+    assert metrics["run"]["overlap"]["unchecked"] == []
+    assert metrics["run"]["overlap"]["by_model"][label]["sentences"] == 0
     assert metrics["timing"]["models"][label]["latency"]["calls"] == 3
+    assert metrics["comparisons"][0]["b"] == label
     md = (out / "report.md").read_text(encoding="utf-8")
-    assert f"| **{label}** |" in md and "1,234" in md
+    assert f"| **{label}** |" in md and f"{block['parameters']:,}" in md

@@ -1,13 +1,13 @@
 """The transformer tagger, trained for real on our sentences with a tiny BERT built here.
 
-The encoder is a 2-layer, 32-wide BERT with random weights and IndoBERT's real tokenizer
-(from `../shared/models/indobert-base-p2-tokenizer`), saved with `save_pretrained` into a
-temporary folder: the same code path as a real local encoder, at a size that trains in a
-second. Every run goes through `training.train_transformer.train`/`main` (no mocks) on a
-subset of the real train split and the full dev split. Nothing here touches the network:
-encoders are local folders, and the whole module runs with HF_HUB_OFFLINE=1. It also runs
-on the CPU even where CUDA is present (NETRALITAS_DEVICE=cpu), so the bitwise checks do
-not depend on GPU kernels.
+The encoder (`tiny_encoder` in conftest.py) is a 2-layer, 32-wide BERT with random weights
+and IndoBERT's real tokenizer (from `../shared/models/indobert-base-p2-tokenizer`), saved
+with `save_pretrained` into a temporary folder: the same code path as a real local encoder,
+at a size that trains in a second. Every run goes through
+`training.train_transformer.train`/`main` (no mocks) on a subset of the real train split and
+the full dev split. Nothing here touches the network: encoders are local folders, and the
+whole module runs with HF_HUB_OFFLINE=1. It also runs on the CPU even where CUDA is present
+(NETRALITAS_DEVICE=cpu), so the bitwise checks do not depend on GPU kernels.
 
 The whole file takes about 10 s on 2 CPU cores.
 """
@@ -27,7 +27,6 @@ transformers = pytest.importorskip("transformers")
 from data.records import dumps_jsonl  # noqa: E402
 from model.artifact import verify_artifact  # noqa: E402
 from model.encoders import ENV_VAR, OFFLINE_E5, EncoderError, resolve_encoder  # noqa: E402
-from model.paths import shared_dir  # noqa: E402
 from model.registry import load_predictor  # noqa: E402
 from training.common import label_arrays, load_config, load_dataset, tune_thresholds  # noqa: E402
 from training.train_transformer import (  # noqa: E402
@@ -41,7 +40,6 @@ from training.train_transformer import (  # noqa: E402
     train,
 )
 
-TOKENIZER_DIR = shared_dir() / "models" / "indobert-base-p2-tokenizer"
 TRAIN_SENTENCES = 200  # a spread-out subset of train keeps the file fast as the data grows
 # Tiny-model settings: a high learning rate so a few dozen steps visibly lower the loss.
 OVERRIDES = [
@@ -70,30 +68,6 @@ def offline_cpu() -> object:
         mp.setenv("NETRALITAS_DEVICE", "cpu")
         mp.delenv(ENV_VAR, raising=False)
         yield
-
-
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer BERT (hidden 32, 2 heads) with IndoBERT's tokenizer, as a local folder."""
-    if not (TOKENIZER_DIR / "tokenizer.json").is_file():
-        pytest.skip(f"IndoBERT tokenizer folder missing: {TOKENIZER_DIR} (see ../shared)")
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER_DIR)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("encoders") / "tiny-bert"
-    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
