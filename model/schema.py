@@ -40,4 +40,3 @@ STANCE_EN: dict[str, str] = {
 }
 
 SOURCES: tuple[str, ...] = ("seed", "corpus", "authored")
-

@@ -102,7 +102,9 @@ def _break(data_copy: Path, split: str, edit) -> subprocess.CompletedProcess:
     path.write_text(dumps_jsonl(records), encoding="utf-8")
     return subprocess.run(
         [sys.executable, "-m", "data.validate", str(data_copy / "splits")],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -122,13 +124,19 @@ def _duplicate_first(records: list[dict]) -> None:
 
 
 def _authored_into_test(records: list[dict]) -> None:
-    records.append(dict(records[0], id="authored-x-000", article_id="authored-x",
-                        source="authored"))
+    records.append(
+        dict(records[0], id="authored-x-000", article_id="authored-x", source="authored")
+    )
 
 
 def _leak_article(records: list[dict]) -> None:
-    records.append(dict(records[0], id="leak-000", article_id=read_jsonl(
-        DATA / "splits" / "train.jsonl")[0]["article_id"]))
+    records.append(
+        dict(
+            records[0],
+            id="leak-000",
+            article_id=read_jsonl(DATA / "splits" / "train.jsonl")[0]["article_id"],
+        )
+    )
 
 
 @pytest.mark.parametrize(
@@ -143,8 +151,16 @@ def _leak_article(records: list[dict]) -> None:
         ("test", _leak_article, "leaks across splits"),
         ("dev", _set(0, "source", "scraped"), "source must be one of"),
     ],
-    ids=["unknown-label", "missing-stance", "unknown-stance", "duplicate-id", "empty-text",
-         "authored-in-test", "article-leak", "bad-source"],
+    ids=[
+        "unknown-label",
+        "missing-stance",
+        "unknown-stance",
+        "duplicate-id",
+        "empty-text",
+        "authored-in-test",
+        "article-leak",
+        "bad-source",
+    ],
 )
 def test_validator_rejects_broken_copies(data_copy: Path, split: str, edit, message: str) -> None:
     result = _break(data_copy, split, edit)
@@ -154,12 +170,20 @@ def test_validator_rejects_broken_copies(data_copy: Path, split: str, edit, mess
 
 
 def test_validator_passes_the_clean_copy_and_reports_unreadable_files(data_copy: Path) -> None:
-    ok = subprocess.run([sys.executable, "-m", "data.validate", str(data_copy / "splits")],
-                        capture_output=True, text=True, check=False)
+    ok = subprocess.run(
+        [sys.executable, "-m", "data.validate", str(data_copy / "splits")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert ok.returncode == 0, ok.stderr
     (data_copy / "splits" / "dev.jsonl").write_bytes(b'{"id": "x"}\n{not json\n')
-    bad = subprocess.run([sys.executable, "-m", "data.validate", str(data_copy / "splits")],
-                         capture_output=True, text=True, check=False)
+    bad = subprocess.run(
+        [sys.executable, "-m", "data.validate", str(data_copy / "splits")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert bad.returncode == 3
     assert "dev.jsonl:2: not valid JSON" in bad.stderr
 
@@ -169,8 +193,9 @@ def test_stats_file_matches_the_split_files() -> None:
     for split in SPLITS:
         records = read_jsonl(DATA / "splits" / f"{split}.jsonl")
         assert stats[split]["sentences"] == len(records)
-        assert stats[split]["stance"] == {s: sum(r["stance"] == s for r in records)
-                                          for s in STANCES}
+        assert stats[split]["stance"] == {
+            s: sum(r["stance"] == s for r in records) for s in STANCES
+        }
 
 
 def test_jsonl_round_trips_unicode_line_separators(tmp_path: Path) -> None:

@@ -21,6 +21,5 @@ def test_schema_matches_shared_labels_json() -> None:
     assert {x["name"]: x["en"] for x in shared["categories"]["labels"]} == CATEGORY_EN
 
 
-
 def test_sources_match_the_guideline() -> None:
     assert SOURCES == ("seed", "corpus", "authored")

@@ -36,8 +36,7 @@ def test_no_split_inside_a_sentence(text: str) -> None:
 
 def test_quote_keeps_attribution_and_day_date_fragment_joins() -> None:
     text = (
-        "”Mari kita menjaga kedamaian, kita ciptakan keharmonisan,” ucap Deny. "
-        "Jum’at (22/11/2024)."
+        "”Mari kita menjaga kedamaian, kita ciptakan keharmonisan,” ucap Deny. Jum’at (22/11/2024)."
     )
     assert texts(text) == [text]
 
