@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from model.fsutil import atomic_directory, sha256_file
+from model.fsutil import atomic_directory, default_file_mode, sha256_file
 from model.schema import CATEGORIES, SCHEMA_VERSION, STANCES
 
 FORMAT = "netralitas-artifact/1"
@@ -96,6 +97,10 @@ def save_artifact(target: Path, write_files: Callable[[Path], None], meta: dict)
     """Write model files (via `write_files(tmp_dir)`), meta.json and manifest atomically."""
     with atomic_directory(Path(target)) as tmp:
         write_files(tmp)
+        # Libraries may write owner-only files (safetensors does); a model folder must be
+        # readable as a whole by whoever can read its parent.
+        for name in _files(tmp):
+            os.chmod(tmp / name, default_file_mode())
         (tmp / META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
         manifest = {
             "algorithm": "sha256",

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -276,9 +275,6 @@ def write_model_files(model: TaggerModel, tokenizer, folder: Path) -> None:
     tokenizer.save_pretrained(folder)
     weights = folder / WEIGHTS_FILE
     save_model(model, str(weights), metadata={"format": "pt"})
-    # safetensors writes an owner-only file; give it the mode (umask) of the other files,
-    # so a model folder shared with other users is readable as a whole.
-    shutil.copymode(folder / "config.json", weights)
 
 
 def _batch_size(meta: dict) -> int:

@@ -149,6 +149,18 @@ def test_incomplete_or_edited_folders_are_refused(
         verify_artifact(folder)
 
 
+def test_saved_files_get_the_default_mode(tmp_path: Path) -> None:
+    from model.fsutil import default_file_mode
+
+    def write(folder: Path) -> None:
+        (folder / "weights.bin").write_bytes(b"w")
+        (folder / "weights.bin").chmod(0o600)  # as safetensors leaves its file
+
+    folder = save_artifact(tmp_path / "m", write, {"format": "x"})
+    for name in ("weights.bin", "meta.json", MANIFEST):
+        assert (folder / name).stat().st_mode & 0o777 == default_file_mode(), name
+
+
 def test_save_is_atomic(tfidf_model_dir: Path, tmp_path: Path) -> None:
     folder = _copy(tfidf_model_dir, tmp_path)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
