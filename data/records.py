@@ -16,6 +16,7 @@ from pathlib import Path
 FIELDS: tuple[str, ...] = (
     "id",
     "article_id",
+    "story_id",
     "position",
     "text",
     "categories",

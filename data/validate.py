@@ -3,8 +3,10 @@
     python -m data.validate [SPLITS_DIR]     # exit 0 when clean, 3 with every problem listed
 
 Rejects unknown labels, missing stance, duplicate ids, empty text, bad sources, authored
-sentences outside train, and articles that span two splits (leakage). The trainers and
-the evaluation harness call `validate_splits` too, so a broken copy cannot slip through.
+sentences outside train, articles or stories that span two splits (leakage), and any
+sentence or article address on the evaluators' holdout list (`data/holdout.py`; the raw
+article list beside the splits folder is checked too). The trainers and the evaluation
+harness call `validate_splits` too, so a broken copy cannot slip through.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from data.holdout import Holdout
 from data.records import SPLITS, DataError, read_jsonl
 from model import exitcodes
 from model.schema import CATEGORIES, SOURCES, STANCES
@@ -67,24 +70,45 @@ def records_problems(located: list[tuple[str, dict]]) -> list[str]:
     return problems
 
 
-def validate_splits(splits: dict[str, list[dict]]) -> list[str]:
-    """All problems in a set of splits: per record, duplicates, authored-in-eval, leakage."""
+def validate_splits(splits: dict[str, list[dict]], holdout: Holdout | None = None) -> list[str]:
+    """All problems in a set of splits: per record, duplicates, authored-in-eval, leakage,
+    and (given the list) sentences of the evaluators' private test set."""
     problems = records_problems(
         [(f"{split}:{i}", rec) for split, recs in splits.items() for i, rec in enumerate(recs, 1)]
     )
-    article_splits: dict[str, set[str]] = defaultdict(set)
+    groups: dict[str, dict[str, set[str]]] = {
+        "article": defaultdict(set),
+        "story": defaultdict(set),
+    }
     for split, records in splits.items():
         for i, rec in enumerate(records, start=1):
             where = f"{split}:{i}"
             rid = rec.get("id")
             if split != "train" and rec.get("source") == "authored":
                 problems.append(f"{where} ({rid}): authored sentence in {split}")
-            if isinstance(rec.get("article_id"), str):
-                article_splits[rec["article_id"]].add(split)
-    for article, in_splits in sorted(article_splits.items()):
-        if len(in_splits) > 1:
-            problems.append(f"article {article!r} leaks across splits {sorted(in_splits)}")
+            for unit in groups:
+                if isinstance(rec.get(f"{unit}_id"), str):
+                    groups[unit][rec[f"{unit}_id"]].add(split)
+            text = rec.get("text")
+            if holdout is not None and isinstance(text, str) and holdout.sentence_listed(text):
+                problems.append(f"{where} ({rid}): sentence is on the evaluators' holdout list")
+    for unit, found in groups.items():
+        for name, in_splits in sorted(found.items()):
+            if len(in_splits) > 1:
+                problems.append(f"{unit} {name!r} leaks across splits {sorted(in_splits)}")
     return problems
+
+
+def raw_problems(raw_dir: Path, holdout: Holdout) -> list[str]:
+    """Holdout addresses in the raw article list (`articles.jsonl`), if there is one."""
+    meta = Path(raw_dir) / "articles.jsonl"
+    if not meta.exists():
+        return []
+    return [
+        f"{meta}: article {m.get('id')}: address {m['url']} is on the evaluators' holdout list"
+        for m in read_jsonl(meta)
+        if m.get("url") and holdout.url_listed(m["url"])
+    ]
 
 
 def load_splits(splits_dir: Path) -> dict[str, list[dict]]:
@@ -101,9 +125,12 @@ def load_splits(splits_dir: Path) -> dict[str, list[dict]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Validate the labelled dataset splits.")
     parser.add_argument("splits_dir", nargs="?", type=Path, default=DEFAULT_SPLITS_DIR)
+    parser.add_argument("--holdout", type=Path, default=None, help="holdout list (JSON)")
     args = parser.parse_args(argv)
     try:
-        problems = validate_splits(load_splits(args.splits_dir))
+        holdout = Holdout.load(args.holdout)
+        problems = validate_splits(load_splits(args.splits_dir), holdout)
+        problems += raw_problems(Path(args.splits_dir).parent / "raw", holdout)
     except DataError as exc:
         print(f"data.validate: error: {exc}", file=sys.stderr)
         return exitcodes.INPUT

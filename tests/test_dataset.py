@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from data.build import Paths, assign_new_articles, build, real_records
+from data.build import Paths, assign_stories, build, real_records
+from data.holdout import norm_sentence, norm_url
 from data.records import SPLITS, DataError, dumps_jsonl, read_jsonl
+from data.stories import cluster_stories, duplicate_positions
 from data.validate import load_splits, validate_splits
 from model.schema import CATEGORIES, STANCES
 
@@ -48,7 +51,7 @@ def test_committed_splits_validate_and_hold_only_real_sentences_in_eval() -> Non
     assert validate_splits(splits) == []
     for split in ("dev", "test"):
         assert splits[split], f"{split} is empty"
-        assert {r["source"] for r in splits[split]} == {"seed"}
+        assert {r["source"] for r in splits[split]} <= {"seed", "corpus"}
     articles = [{r["article_id"] for r in splits[s]} for s in SPLITS]
     assert not (articles[0] & articles[1] or articles[0] & articles[2] or articles[1] & articles[2])
 
@@ -73,17 +76,117 @@ def test_splits_load_with_hugging_face_datasets() -> None:
     assert isinstance(row["categories"], list)
 
 
-def test_existing_assignment_is_kept_and_new_articles_are_assigned_deterministically() -> None:
+def test_existing_assignment_is_kept_and_new_stories_are_assigned_deterministically() -> None:
     real = [
-        {"article_id": f"a{i}", "categories": ["kampanye"] if i % 2 else [], "stance": "pro"}
+        {"story_id": f"s{i}", "categories": ["kampanye"] if i % 2 else [], "stance": "pro"}
         for i in range(6)
         for _ in range(3)
     ]
-    fixed = {"a0": "test", "a1": "train"}
-    first = assign_new_articles(real, fixed, seed=5)
-    assert first == assign_new_articles(real, fixed, seed=5)
-    assert first["a0"] == "test" and first["a1"] == "train"
+    fixed = {"s0": "test", "s1": "train"}
+    first = assign_stories(real, fixed, seed=5)
+    assert first == assign_stories(real, fixed, seed=5)
+    assert first["s0"] == "test" and first["s1"] == "train"
     assert set(first.values()) == set(SPLITS)
+
+
+def test_assignment_meets_the_split_minimums_when_the_data_allows(monkeypatch) -> None:
+    """Dev and test get the kontra and category counts the targets ask, stories kept whole."""
+    monkeypatch.setattr(
+        "data.build.SPLIT_MINIMUMS",
+        {
+            "test": {"sentences": 40, "kontra": 10, "category": 3},
+            "dev": {"sentences": 30, "category": 2},
+        },
+    )
+    real = []
+    for i in range(60):
+        cat = CATEGORIES[i % len(CATEGORIES)]
+        for j in range(4):
+            real.append(
+                {
+                    "story_id": f"s{i:02d}",
+                    "categories": [cat] if j == 0 else [],
+                    "stance": "kontra" if j == 1 and i % 3 == 0 else "netral",
+                }
+            )
+    assignment = assign_stories(real, {}, seed=13)
+    for split, need in (("test", 3), ("dev", 2)):
+        chosen = [r for r in real if assignment[r["story_id"]] == split]
+        for c in CATEGORIES:
+            assert sum(c in r["categories"] for r in chosen) >= need, (split, c)
+    test = [r for r in real if assignment[r["story_id"]] == "test"]
+    assert len(test) >= 40 and sum(r["stance"] == "kontra" for r in test) >= 10
+
+
+def test_stories_join_republished_copies_and_drop_repeated_sentences() -> None:
+    shared = (
+        "Bawaslu Kabupaten Garut menemukan seorang camat hadir dalam deklarasi "
+        "pasangan calon bupati nomor urut dua."
+    )
+    sentences = {
+        "c001_a": ["Camat hadiri deklarasi paslon", shared, "Kasus ini diteruskan ke KASN."],
+        "c002_b": ["Camat di Garut dilaporkan", shared, "Ia membantah tuduhan itu."],
+        "c003_c": ["Kapolda ingatkan anggota netral", "Polisi dilarang berpolitik praktis."],
+        "c004_d": ["Lurah dukung calon wali kota", "Lurah itu sudah dipanggil."],
+    }
+    story = cluster_stories(sentences, manual={"c004_d": "lurah-x", "c003_c": "lurah-x"})
+    assert story == {"c001_a": "c001_a", "c002_b": "c001_a", "c003_c": "c003_c", "c004_d": "c003_c"}
+    assert duplicate_positions(sentences, story) == {"c002_b": {1}}
+
+
+def _holdout_file(tmp_path: Path, urls: list[str], sentences: list[str]) -> Path:
+    path = tmp_path / "holdout.json"
+    sha = lambda x: hashlib.sha256(x.encode()).hexdigest()  # noqa: E731
+    path.write_text(
+        json.dumps(
+            {
+                "url_sha256": [sha(norm_url(u)) for u in urls],
+                "sentence_sha256": [sha(norm_sentence(s)) for s in sentences],
+            }
+        )
+    )
+    return path
+
+
+def _run(module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_builder_and_validator_refuse_a_holdout_sentence(data_copy: Path, tmp_path: Path) -> None:
+    listed = read_jsonl(data_copy / "splits" / "test.jsonl")[2]["text"]
+    holdout = _holdout_file(tmp_path, [], [listed.upper() + " !!"])  # normalisation applies
+    build_run = _run("data.build", "--data-dir", str(data_copy), "--holdout", str(holdout))
+    assert build_run.returncode == 3
+    assert "holdout list" in build_run.stderr and listed[:40] in build_run.stderr
+    validate_run = _run("data.validate", str(data_copy / "splits"), "--holdout", str(holdout))
+    assert validate_run.returncode == 3
+    assert "sentence is on the evaluators' holdout list" in validate_run.stderr
+    clean = _holdout_file(tmp_path, [], ["kalimat lain yang tidak ada di data kita sama sekali"])
+    assert _run("data.validate", str(data_copy / "splits"), "--holdout", str(clean)).returncode == 0
+
+
+def test_builder_and_validator_refuse_a_holdout_address(data_copy: Path, tmp_path: Path) -> None:
+    meta_path = data_copy / "raw" / "articles.jsonl"
+    meta = read_jsonl(meta_path)
+    meta[1]["url"] = "https://www.contoh-berita.id/amp/2024/asn-netral?page=2"
+    meta_path.write_text(dumps_jsonl(meta), encoding="utf-8")
+    holdout = _holdout_file(tmp_path, ["http://m.contoh-berita.id/2024/ASN-Netral"], [])
+    build_run = _run("data.build", "--data-dir", str(data_copy), "--holdout", str(holdout))
+    assert build_run.returncode == 3
+    assert f"article {meta[1]['id']}: address" in build_run.stderr
+    validate_run = _run("data.validate", str(data_copy / "splits"), "--holdout", str(holdout))
+    assert validate_run.returncode == 3
+    assert "address https://www.contoh-berita.id" in validate_run.stderr
+
+
+def test_missing_holdout_list_is_an_error_not_a_pass(data_copy: Path, tmp_path: Path) -> None:
+    result = _run(
+        "data.validate", str(data_copy / "splits"), "--holdout", str(tmp_path / "no.json")
+    )
+    assert result.returncode == 3
+    assert "holdout list not found" in result.stderr
 
 
 def test_build_refuses_a_label_whose_text_no_longer_matches(data_copy: Path) -> None:
@@ -139,6 +242,10 @@ def _leak_article(records: list[dict]) -> None:
     )
 
 
+def _leak_story(records: list[dict]) -> None:
+    records[0]["story_id"] = read_jsonl(DATA / "splits" / "train.jsonl")[0]["story_id"]
+
+
 @pytest.mark.parametrize(
     ("split", "edit", "message"),
     [
@@ -149,6 +256,7 @@ def _leak_article(records: list[dict]) -> None:
         ("train", _set(2, "text", "   "), "empty text"),
         ("test", _authored_into_test, "authored sentence in test"),
         ("test", _leak_article, "leaks across splits"),
+        ("test", _leak_story, "story"),
         ("dev", _set(0, "source", "scraped"), "source must be one of"),
     ],
     ids=[
@@ -159,6 +267,7 @@ def _leak_article(records: list[dict]) -> None:
         "empty-text",
         "authored-in-test",
         "article-leak",
+        "story-leak",
         "bad-source",
     ],
 )
