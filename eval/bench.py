@@ -163,6 +163,23 @@ def bench_tfidf(folder: Path, sentences: list[str], runs: int) -> dict:
     }
 
 
+def bench_generic(folder: Path, sentences: list[str], runs: int) -> dict:
+    """Any other backend: throughput through the engine and predict.py's cold start."""
+    engine = Engine(load_predictor(folder))
+    docs = [Document(id=i, text=s) for i, s in enumerate(sentences)]
+    started = time.perf_counter()
+    for _ in engine.run(docs):
+        pass
+    rate = _rate(len(sentences), time.perf_counter() - started)
+    starts = cold_start(folder, runs)
+    return {
+        "model": engine.model,
+        "cold_start_s": statistics.median(starts),
+        "cold_start_runs_s": [round(t, 3) for t in starts],
+        "engine_sentences_per_s": rate,
+    }
+
+
 # --------------------------------------------------------------------------- transformer
 
 
@@ -305,7 +322,14 @@ def main(argv: list[str] | None = None) -> int:
         except (ArtifactError, ImportError) as exc:
             print(f"bench: model error: {exc}", file=sys.stderr)
             return exitcodes.MODEL
-        if "encoder" in meta:
+        backend = meta.get("backend")
+        if backend not in ("tfidf", "indobert"):
+            sentences = bench_sentences(args.transformer_sentences)
+            r = bench_generic(folder, sentences, args.runs)
+            print(f"{name} ({folder}, {r['model']}), {len(sentences)} sentences:")
+            print(f"  cold start predict.py:    {r['cold_start_s']:10.3f} s")
+            print(f"  Engine (predict.py path): {r['engine_sentences_per_s']:10.1f} sentences/s")
+        elif backend == "indobert":
             sentences = bench_sentences(args.transformer_sentences)
             r = bench_transformer(folder, sentences)
             print(f"{name} ({folder}, {r['model']}), {len(sentences)} sentences:")

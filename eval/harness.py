@@ -32,15 +32,6 @@ import numpy as np
 
 from data.records import DataError, read_jsonl_numbered, sentence_hash
 from data.validate import DEFAULT_SPLITS_DIR, records_problems
-from eval.metrics import (
-    category_counts,
-    macro_f1_from_counts,
-    macro_f1_over_supported,
-    micro_f1_from_counts,
-    multilabel_report,
-    stance_counts,
-    stance_report,
-)
 from eval.stats import bootstrap_ci, calibration_bins, mcnemar, paired_bootstrap
 from eval.timing import TimingSettings, measure
 from model.artifact import ArtifactError, library_versions, read_meta, read_seen
@@ -48,7 +39,16 @@ from model.fsutil import sha256_file
 from model.predictor import Predictor, Scores
 from model.registry import load_predictor, resolve_model
 from model.schema import CATEGORIES, SCHEMA_VERSION, STANCES
-from training.common import label_arrays
+from model.scorer import (
+    category_counts,
+    label_arrays,
+    macro_f1_from_counts,
+    macro_f1_over_supported,
+    micro_f1_from_counts,
+    multilabel_report,
+    stance_counts,
+    stance_report,
+)
 
 log = logging.getLogger("eval.harness")
 

@@ -7,7 +7,7 @@ machine; `metrics.json` is compared byte for byte between runs.
 Why a bootstrap over sentences: our test sets are a few dozen to a few thousand sentences,
 too few for normal approximations of F1 (a ratio of counts with a bounded, skewed
 distribution). Every statistic here is a function of counts that add up over sentences
-(see `eval.metrics.category_counts`), so one resample is a weight vector (how often each
+(see `model.scorer.category_counts`), so one resample is a weight vector (how often each
 sentence was drawn) and a statistic of a resample is `weights @ per_sentence_counts`.
 Two models evaluated with the same seed see exactly the same resamples, which is what makes
 the paired comparison paired.

@@ -20,11 +20,11 @@ from data.records import dumps_jsonl, read_jsonl
 from data.validate import DEFAULT_SPLITS_DIR
 from eval.__main__ import main
 from eval.harness import model_labels
-from eval.metrics import multilabel_report, stance_report
 from model.artifact import read_meta
 from model.registry import load_predictor
 from model.schema import CATEGORIES, STANCES
-from training.common import label_arrays, load_config
+from model.scorer import label_arrays, multilabel_report, stance_report
+from training.common import load_config
 from training.train_tfidf import DEFAULT_CONFIG, train
 
 TEST_FILE = DEFAULT_SPLITS_DIR / "test.jsonl"

@@ -7,15 +7,6 @@ import math
 import numpy as np
 import pytest
 
-from eval.metrics import (
-    category_counts,
-    macro_f1_from_counts,
-    macro_f1_over_supported,
-    micro_f1_from_counts,
-    multilabel_report,
-    stance_counts,
-    stance_report,
-)
 from eval.stats import (
     bootstrap_ci,
     bootstrap_distribution,
@@ -27,6 +18,15 @@ from eval.stats import (
     resample_weights,
 )
 from model.schema import CATEGORIES, STANCES
+from model.scorer import (
+    category_counts,
+    macro_f1_from_counts,
+    macro_f1_over_supported,
+    micro_f1_from_counts,
+    multilabel_report,
+    stance_counts,
+    stance_report,
+)
 
 K, M, P = (CATEGORIES.index(c) for c in ("kampanye", "media_sosial", "politik_uang"))
 PRO, KONTRA, NETRAL = (STANCES.index(s) for s in ("pro", "kontra", "netral"))

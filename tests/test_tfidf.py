@@ -14,7 +14,8 @@ import pytest
 from model.artifact import MANIFEST, ArtifactError, read_meta, save_artifact, verify_artifact
 from model.registry import load_predictor, resolve_model
 from model.schema import CATEGORIES, STANCES
-from training.common import label_arrays, load_config, load_dataset, tune_thresholds
+from model.scorer import label_arrays, tune_thresholds
+from training.common import load_config, load_dataset
 from training.train_tfidf import DEFAULT_CONFIG, train
 
 SENTENCES = [

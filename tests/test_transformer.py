@@ -28,7 +28,8 @@ from data.records import dumps_jsonl  # noqa: E402
 from model.artifact import verify_artifact  # noqa: E402
 from model.encoders import ENV_VAR, OFFLINE_E5, EncoderError, resolve_encoder  # noqa: E402
 from model.registry import load_predictor  # noqa: E402
-from training.common import label_arrays, load_config, load_dataset, tune_thresholds  # noqa: E402
+from model.scorer import label_arrays, tune_thresholds  # noqa: E402
+from training.common import load_config, load_dataset  # noqa: E402
 from training.train_transformer import (  # noqa: E402
     DEFAULT_CONFIG,
     TrainResult,

@@ -16,14 +16,9 @@ import numpy as np
 
 from data.records import SPLITS, DataError, sentence_hash
 from data.validate import DEFAULT_SPLITS_DIR, load_splits, validate_splits
-from eval.metrics import multilabel_report, stance_report
 from model.fsutil import sha256_file
-from model.schema import CATEGORIES, STANCES
 
 log = logging.getLogger(__name__)
-
-# Candidate thresholds; the tiny dev set makes extreme values overfit, so the grid is bounded.
-THRESHOLD_GRID = np.round(np.arange(0.10, 0.901, 0.05), 2)
 
 
 def load_dataset(splits_dir: Path = DEFAULT_SPLITS_DIR) -> dict[str, list[dict]]:
@@ -34,16 +29,6 @@ def load_dataset(splits_dir: Path = DEFAULT_SPLITS_DIR) -> dict[str, list[dict]]
         shown = "\n  ".join(problems[:20])
         raise DataError(f"{splits_dir}: {len(problems)} validation problem(s):\n  {shown}")
     return splits
-
-
-def label_arrays(records: list[dict]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Texts, a (n, categories) 0/1 matrix and a (n,) stance index vector."""
-    texts = [r["text"] for r in records]
-    y_cat = np.array(
-        [[c in r["categories"] for c in CATEGORIES] for r in records], dtype=np.int64
-    ).reshape(len(records), len(CATEGORIES))
-    y_stance = np.array([STANCES.index(r["stance"]) for r in records], dtype=np.int64)
-    return texts, y_cat, y_stance
 
 
 def data_fingerprint(splits_dir: Path = DEFAULT_SPLITS_DIR) -> dict:
@@ -57,56 +42,6 @@ def data_fingerprint(splits_dir: Path = DEFAULT_SPLITS_DIR) -> dict:
 def seen_hashes(splits: dict[str, list[dict]]) -> list[str]:
     """Hashes of the train and dev sentences: what a model was fitted and tuned on."""
     return [sentence_hash(r["text"]) for s in ("train", "dev") for r in splits[s]]
-
-
-def tune_thresholds(
-    scores: np.ndarray, y_true: np.ndarray, grid: np.ndarray = THRESHOLD_GRID
-) -> tuple[dict[str, float], dict[str, str]]:
-    """Per-category threshold maximising dev F1; ties go to the value nearest 0.5.
-
-    A category with no positive dev sentence cannot be tuned: it keeps 0.5, and the second
-    return value says so per label (`tuned` or `default: no dev positives`), so the model
-    card can tell an evaluator which thresholds rest on evidence.
-    """
-    thresholds, how = {}, {}
-    for j, name in enumerate(CATEGORIES):
-        truth = y_true[:, j].astype(bool)
-        if not truth.any():
-            thresholds[name], how[name] = 0.5, "default: no dev positives"
-            continue
-        best, best_key = 0.5, None
-        for t in grid:
-            pred = scores[:, j] >= t
-            tp = float((pred & truth).sum())
-            denom = float(pred.sum() + truth.sum())
-            f1 = 2 * tp / denom if denom else 0.0
-            key = (round(f1, 9), -abs(float(t) - 0.5))
-            if best_key is None or key > best_key:
-                best, best_key = float(t), key
-        thresholds[name], how[name] = best, "tuned"
-    return thresholds, how
-
-
-def dev_metrics(
-    cat_scores: np.ndarray,
-    stance_probs: np.ndarray,
-    y_cat: np.ndarray,
-    y_stance: np.ndarray,
-    thresholds: dict[str, float],
-) -> dict:
-    """The compact dev summary stored in meta.json and the model card."""
-    t = np.array([thresholds[c] for c in CATEGORIES])
-    cats = multilabel_report(y_cat, cat_scores >= t)
-    stance = stance_report(y_stance, stance_probs.argmax(axis=1))
-    return {
-        "sentences": len(y_stance),
-        "category_micro_f1": cats["micro_f1"],
-        "category_macro_f1": cats["macro_f1"],
-        "per_category_f1": {c: cats["per_label"][c]["f1"] for c in CATEGORIES},
-        "per_category_support": {c: cats["per_label"][c]["support"] for c in CATEGORIES},
-        "stance_accuracy": stance["accuracy"],
-        "stance_macro_f1": stance["macro_f1"],
-    }
 
 
 def seed_everything(seed: int) -> None:

@@ -4,17 +4,16 @@
                                    [--data data/splits] [--set section.key=value ...]
 
 Hyper-parameters (C for each head) are chosen by cross-validation on train grouped by
-article, so sentences of one article never score a model fitted on their neighbours;
-per-category thresholds are then tuned on dev. Test is never read here.
+story, so sentences of one story never score a model fitted on their neighbours; the
+shared runner (`training/runner.py`) then tunes per-category thresholds on dev and saves
+the artifact. Test is never read here.
 Exit codes (`model/exitcodes.py`): 0 ok, 2 usage/config error, 3 data error.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -25,24 +24,13 @@ from sklearn.model_selection import GroupKFold
 from sklearn.multiclass import OneVsRestClassifier
 
 from data.records import DataError
-from data.validate import DEFAULT_SPLITS_DIR
-from eval.metrics import multilabel_report, stance_report
-from model import exitcodes
-from model.artifact import base_meta, save_artifact, write_seen
-from model.paths import REPO_ROOT
+from model.scorer import label_arrays, multilabel_report, stance_report
 from model.tfidf import TfidfModel, make_features, save_model
-from training.common import (
-    data_fingerprint,
-    dev_metrics,
-    label_arrays,
-    load_config,
-    load_dataset,
-    seed_everything,
-    seen_hashes,
-    tune_thresholds,
-)
+from training import runner
+from training.runner import Fitted
 
 log = logging.getLogger("training.train_tfidf")
+NAME = "tfidf"
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "tfidf.toml"
 
 
@@ -98,16 +86,11 @@ def choose_c(
     return best_cat, best_st, table
 
 
-def train(config: dict, splits_dir: Path, out: Path) -> dict:
-    """Fit, tune thresholds on dev, save the artifact; returns its meta."""
-    started = time.perf_counter()
+def fit(splits: dict[str, list[dict]], config: dict, out: Path | None = None) -> Fitted:
+    """Choose C per head by grouped CV on train, then fit both heads on all of train."""
     seed = config["seed"]
-    seed_everything(seed)
-    splits = load_dataset(splits_dir)
     texts, y_cat, y_stance = label_arrays(splits["train"])
-    if not texts:
-        raise DataError(f"{splits_dir}: the train split is empty")
-    groups = [r["article_id"] for r in splits["train"]]
+    groups = [r.get("story_id", r["article_id"]) for r in splits["train"]]
     log.info("train: %d sentences from %d groups", len(texts), len(set(groups)))
     with warnings.catch_warnings():
         # A fold without some label makes OvR warn; that label simply predicts 0 there.
@@ -124,74 +107,20 @@ def train(config: dict, splits_dir: Path, out: Path) -> dict:
             ),
             stance=_stance_clf(c_st, config["stance"]["class_weight"], seed).fit(x, y_stance),
         )
-    dev_texts, dev_cat, dev_stance = label_arrays(splits["dev"])
-    dev_scores = model.scores(dev_texts)
-    thresholds, how = tune_thresholds(dev_scores.categories, dev_cat)
-    metrics = dev_metrics(dev_scores.categories, dev_scores.stance, dev_cat, dev_stance, thresholds)
-    seconds = time.perf_counter() - started
-    meta = base_meta(
-        backend="tfidf",
-        thresholds=thresholds,
-        data=data_fingerprint(splits_dir),
-        config=config,
-        seed=seed,
-        dev_metrics=metrics,
-        extra={
-            "threshold_source": how,
-            "chosen": {"categories_C": c_cat, "stance_C": c_st},
-            "cv": cv_table,
-            "train_seconds": round(seconds, 2),
-        },
+    return Fitted(
+        backend=model,
+        write_files=lambda folder: save_model(model, folder),
+        meta={"chosen": {"categories_C": c_cat, "stance_C": c_st}, "cv": cv_table},
     )
-    seen = seen_hashes(splits)
 
-    def write(folder: Path) -> None:
-        save_model(model, folder)
-        write_seen(folder, seen)
 
-    save_artifact(out, write, meta)
-    log.info(
-        "saved %s (version %s) in %.1f s; dev category micro-F1 %.3f, stance macro-F1 %.3f",
-        out,
-        meta["version"],
-        seconds,
-        metrics["category_micro_f1"],
-        metrics["stance_macro_f1"],
-    )
-    return meta
+def train(config: dict, splits_dir: Path, out: Path) -> dict:
+    """Fit, tune thresholds on dev, save the artifact; returns its meta."""
+    return runner.train(NAME, config, splits_dir, out).meta
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train the TF-IDF + linear baseline.")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
-    parser.add_argument("--data", type=Path, default=DEFAULT_SPLITS_DIR, help="splits folder")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "models" / "tfidf")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. seed=7",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        config = load_config(args.config, args.overrides)
-    except ValueError as exc:
-        print(f"train_tfidf: error: {exc}", file=sys.stderr)
-        return exitcodes.USAGE
-    try:
-        train(config, args.data, args.out)
-    except DataError as exc:
-        print(f"train_tfidf: data error: {exc}", file=sys.stderr)
-        return exitcodes.INPUT
-    except (KeyError, TypeError) as exc:
-        print(f"train_tfidf: config error: missing or wrong key {exc}", file=sys.stderr)
-        return exitcodes.USAGE
-    return 0
+    return runner.main(NAME, argv)
 
 
 if __name__ == "__main__":

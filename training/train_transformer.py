@@ -30,7 +30,6 @@ Exit codes (`model/exitcodes.py`): 0 ok, 2 config error, 3 data error, 4 encoder
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -53,12 +52,12 @@ from tqdm.auto import tqdm
 from data.records import DataError
 from data.validate import DEFAULT_SPLITS_DIR
 from model import exitcodes
-from model.artifact import base_meta, save_artifact, write_seen
 from model.encoders import EncoderError, EncoderSource, resolve_encoder
 from model.fsutil import atomic_directory
 from model.paths import REPO_ROOT
 from model.predictor import Scores
 from model.schema import CATEGORIES, STANCES
+from model.scorer import dev_metrics, label_arrays
 from model.transformer import (
     TaggerModel,
     TransformerBackend,
@@ -69,16 +68,9 @@ from model.transformer import (
     tokenize,
     write_model_files,
 )
-from training.common import (
-    data_fingerprint,
-    dev_metrics,
-    label_arrays,
-    load_config,
-    load_dataset,
-    seed_everything,
-    seen_hashes,
-    tune_thresholds,
-)
+from training import runner
+from training.common import seed_everything
+from training.runner import Fitted
 
 log = logging.getLogger("training.train_transformer")
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -552,7 +544,7 @@ def monitor(scores: Scores, dev: Split) -> tuple[float, dict]:
     return (m["category_macro_f1"] + m["stance_macro_f1"]) / 2, m
 
 
-def fit(
+def fit_loop(
     trainer: Trainer,
     state: RunState,
     train: Split,
@@ -805,22 +797,38 @@ def _start_state(
     return RunState(), False
 
 
-def train(
+def add_arguments(parser) -> None:
+    """The transformer's own command-line options (the runner adds the common ones)."""
+    parser.add_argument(
+        "--encoder",
+        default=None,
+        help="e5-small-offline, a local save_pretrained folder, or a hub id "
+        "(default: $NETRALITAS_ENCODER, else indobenchmark/indobert-base-p1)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from <out>.ckpt/ if it exists"
+    )
+
+
+def _splits_sha(splits: dict[str, list[dict]]) -> str:
+    blob = json.dumps([splits["train"], splits["dev"]], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def fit(
+    splits: dict[str, list[dict]],
     config: dict,
-    splits_dir: Path = DEFAULT_SPLITS_DIR,
     out: Path = DEFAULT_OUT,
     encoder: str | None = None,
     resume: bool = False,
     on_epoch_end: Callable[[int, Trainer, RunState], None] | None = None,
-) -> TrainResult:
-    """Fine-tune, tune thresholds on dev, save the artifact; `on_epoch_end` runs after the
-    checkpoint of each epoch is written (tests use it to simulate an interruption)."""
+) -> Fitted:
+    """Fine-tune with early stopping on dev; `on_epoch_end` runs after the checkpoint of
+    each epoch is written (tests use it to simulate an interruption)."""
     check_config(config)
     out = Path(out)
     source = resolve_encoder(encoder)
     log.info("encoder %r -> %s (%s)", source.name, source.path, source.kind)
-    splits = load_dataset(splits_dir)
-    data = data_fingerprint(splits_dir)
     seed = config["seed"]
     device = pick_device()
     with determinism(config["train"]["deterministic"], device):
@@ -841,7 +849,7 @@ def train(
             mcfg["text_prefix"],
         )
         ckpt = checkpoint_dir(out)
-        fingerprint = run_fingerprint(config, source, data["sha256"])
+        fingerprint = run_fingerprint(config, source, _splits_sha(splits))
         state, resumed = _start_state(trainer, ckpt, fingerprint, resume)
 
         def after_epoch(epoch: int, tr: Trainer, st: RunState) -> None:
@@ -849,122 +857,61 @@ def train(
             if on_epoch_end is not None:
                 on_epoch_end(epoch, tr, st)
 
-        state = fit(trainer, state, train_split, backend, dev, config, after_epoch)
+        state = fit_loop(trainer, state, train_split, backend, dev, config, after_epoch)
         if state.best_state is not None:
             load_trainable(model, state.best_state)
-        dev_scores = backend.scores(dev.texts)
-    thresholds, how = tune_thresholds(dev_scores.categories, dev.y_cat)
-    metrics = dev_metrics(
-        dev_scores.categories, dev_scores.stance, dev.y_cat, dev.y_stance, thresholds
-    )
-    meta = base_meta(
-        backend=BACKEND,
-        thresholds=thresholds,
-        data=data,
-        config={**config, "encoder": source.name},
-        seed=seed,
-        dev_metrics=metrics,
-        extra={
-            "encoder": source.name,
-            "encoder_source": source.describe(),
-            "base_model": source.base_model,
-            "encoder_prefix": model.encoder_prefix,
-            "max_length": mcfg["max_length"],
-            "text_prefix": mcfg["text_prefix"],
-            "pooling": "mean",
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "inference": {"batch_size": config["inference"]["batch_size"]},
-            "threshold_source": how,
-            "training": {
-                "epochs_run": state.epoch,
-                "best_epoch": state.best_epoch,
-                "best_dev_monitor": state.best_score,
-                "stopped_early": state.stopped_early,
-                "resumed": resumed,
-                "device": str(device),
-                "mixed_precision": str(trainer.amp or "off"),
-                "history": state.history,
-            },
-            "train_seconds": round(state.seconds, 2),
+    extra = {
+        "encoder": source.name,
+        "encoder_source": source.describe(),
+        "base_model": source.base_model,
+        "encoder_prefix": model.encoder_prefix,
+        "max_length": mcfg["max_length"],
+        "text_prefix": mcfg["text_prefix"],
+        "pooling": "mean",
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "inference": {"batch_size": config["inference"]["batch_size"]},
+        "training": {
+            "epochs_run": state.epoch,
+            "best_epoch": state.best_epoch,
+            "best_dev_monitor": state.best_score,
+            "stopped_early": state.stopped_early,
+            "resumed": resumed,
+            "device": str(device),
+            "mixed_precision": str(trainer.amp or "off"),
+            "history": state.history,
+            "seconds": round(state.seconds, 2),
         },
+    }
+    return Fitted(
+        backend=backend,
+        write_files=lambda folder: write_model_files(model, tokenizer, folder),
+        meta=extra,
+        config={**config, "encoder": source.name},
+        card=lambda meta: model_card(meta, source),
+        after_save=lambda: shutil.rmtree(ckpt, ignore_errors=True),
     )
-    seen = seen_hashes(splits)
 
-    def write(folder: Path) -> None:
-        write_model_files(model, tokenizer, folder)
-        write_seen(folder, seen)
-        (folder / "README.md").write_text(model_card(meta, source), encoding="utf-8")
 
-    save_artifact(out, write, meta)
-    shutil.rmtree(ckpt, ignore_errors=True)
-    log.info(
-        "saved %s (version %s, encoder %s) after %.1f s of training; dev category micro-F1 "
-        "%.3f, macro-F1 %.3f, stance accuracy %.3f, macro-F1 %.3f",
-        out,
-        meta["version"],
-        source.name,
-        state.seconds,
-        metrics["category_micro_f1"],
-        metrics["category_macro_f1"],
-        metrics["stance_accuracy"],
-        metrics["stance_macro_f1"],
-    )
-    return TrainResult(meta=meta, backend=backend, history=state.history, out=out)
+def train(
+    config: dict,
+    splits_dir: Path = DEFAULT_SPLITS_DIR,
+    out: Path = DEFAULT_OUT,
+    **options,
+) -> TrainResult:
+    """Fine-tune, tune thresholds on dev, save the artifact (through the shared runner)."""
+    result = runner.train(BACKEND, config, splits_dir, out, **options)
+    history = result.meta["training"]["history"]
+    return TrainResult(meta=result.meta, backend=result.fitted.backend, history=history, out=out)
 
 
 # --------------------------------------------------------------------------- CLI
 
+NAME = BACKEND
+ERRORS = {EncoderError: exitcodes.MODEL}
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Fine-tune a transformer encoder to tag sentences with categories and stance."
-    )
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
-    parser.add_argument("--data", type=Path, default=DEFAULT_SPLITS_DIR, help="splits folder")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument(
-        "--encoder",
-        default=None,
-        help="e5-small-offline, a local save_pretrained folder, or a hub id "
-        "(default: $NETRALITAS_ENCODER, else indobenchmark/indobert-base-p1)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. train.epochs=3",
-    )
-    parser.add_argument(
-        "--resume", action="store_true", help="continue from <out>.ckpt/ if it exists"
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    prog = "train_transformer"
-    try:
-        config = load_config(args.config, args.overrides)
-        check_config(config, args.config)
-        train(config, args.data, args.out, encoder=args.encoder, resume=args.resume)
-    except DataError as exc:
-        print(f"{prog}: data error: {exc}", file=sys.stderr)
-        return exitcodes.INPUT
-    except EncoderError as exc:
-        print(f"{prog}: encoder error: {exc}", file=sys.stderr)
-        return exitcodes.MODEL
-    except ValueError as exc:
-        print(f"{prog}: config error: {exc}", file=sys.stderr)
-        return exitcodes.USAGE
-    except KeyboardInterrupt:
-        print(
-            f"{prog}: interrupted; run again with --resume to continue from the last "
-            f"completed epoch ({checkpoint_dir(args.out)})",
-            file=sys.stderr,
-        )
-        return 130
-    return 0
+    return runner.main(NAME, argv)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
-"""Classification metrics: the one implementation that training (dev metrics) and the
-evaluation harness (test metrics) share, so a number means the same thing everywhere.
+"""The scorer: label encoding, classification metrics and threshold tuning.
+
+It sits low (in `model/`) so that training (dev metrics, thresholds) and the evaluation
+harness (test metrics) share one implementation without importing each other, and a number
+means the same thing everywhere.
 
 Conventions: precision/recall/F1 of a label with no predicted (or no true) positives is 0,
 as in scikit-learn's `zero_division=0`; macro averages are unweighted means over all labels
@@ -11,6 +14,19 @@ from __future__ import annotations
 import numpy as np
 
 from model.schema import CATEGORIES, STANCES
+
+# Candidate thresholds; extreme values overfit a small dev set, so the grid is bounded.
+THRESHOLD_GRID = np.round(np.arange(0.10, 0.901, 0.05), 2)
+
+
+def label_arrays(records: list[dict]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Texts, a (n, categories) 0/1 matrix and a (n,) stance index vector."""
+    texts = [r["text"] for r in records]
+    y_cat = np.array(
+        [[c in r["categories"] for c in CATEGORIES] for r in records], dtype=np.int64
+    ).reshape(len(records), len(CATEGORIES))
+    y_stance = np.array([STANCES.index(r["stance"]) for r in records], dtype=np.int64)
+    return texts, y_cat, y_stance
 
 
 def _prf(tp: float, fp: float, fn: float) -> tuple[float, float, float]:
@@ -116,3 +132,53 @@ def macro_f1_over_supported(report: dict) -> float | None:
     """
     f1s = [v["f1"] for v in report["per_label"].values() if v["support"] > 0]
     return float(np.mean(f1s)) if f1s else None
+
+
+def tune_thresholds(
+    scores: np.ndarray, y_true: np.ndarray, grid: np.ndarray = THRESHOLD_GRID
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Per-category threshold maximising dev F1; ties go to the value nearest 0.5.
+
+    A category with no positive dev sentence cannot be tuned: it keeps 0.5, and the second
+    return value says so per label (`tuned` or `default: no dev positives`), so the model
+    card can tell an evaluator which thresholds rest on evidence.
+    """
+    thresholds, how = {}, {}
+    for j, name in enumerate(CATEGORIES):
+        truth = y_true[:, j].astype(bool)
+        if not truth.any():
+            thresholds[name], how[name] = 0.5, "default: no dev positives"
+            continue
+        best, best_key = 0.5, None
+        for t in grid:
+            pred = scores[:, j] >= t
+            tp = float((pred & truth).sum())
+            denom = float(pred.sum() + truth.sum())
+            f1 = 2 * tp / denom if denom else 0.0
+            key = (round(f1, 9), -abs(float(t) - 0.5))
+            if best_key is None or key > best_key:
+                best, best_key = float(t), key
+        thresholds[name], how[name] = best, "tuned"
+    return thresholds, how
+
+
+def dev_metrics(
+    cat_scores: np.ndarray,
+    stance_probs: np.ndarray,
+    y_cat: np.ndarray,
+    y_stance: np.ndarray,
+    thresholds: dict[str, float],
+) -> dict:
+    """The compact dev summary stored in meta.json and the model card."""
+    t = np.array([thresholds[c] for c in CATEGORIES])
+    cats = multilabel_report(y_cat, cat_scores >= t)
+    stance = stance_report(y_stance, stance_probs.argmax(axis=1))
+    return {
+        "sentences": len(y_stance),
+        "category_micro_f1": cats["micro_f1"],
+        "category_macro_f1": cats["macro_f1"],
+        "per_category_f1": {c: cats["per_label"][c]["f1"] for c in CATEGORIES},
+        "per_category_support": {c: cats["per_label"][c]["support"] for c in CATEGORIES},
+        "stance_accuracy": stance["accuracy"],
+        "stance_macro_f1": stance["macro_f1"],
+    }

