@@ -3,10 +3,10 @@
     python -m data.ingest COLLECTED.jsonl [...] [--data-dir data]
 
 Each input line is one article as a collector saved it from a stored copy of a public web
-page: `url`, `outlet`, `date`, `region`, `title`, `text` (headline, then body paragraphs
-one per line, verbatim), `cut` (the excerpt was cut and its unfinished end dropped), and
-optionally `page_variant`, `event` (a one-line note naming the event) and `story` (a hand
-story key). Everything is checked before anything is written: an address or sentence on the
+page: `url`, `outlet`, `date`, `region`, `title` (null when the excerpt shows none), `text`
+(headline, then body paragraphs one per line, verbatim), `cut` (the excerpt was cut and its
+unfinished end dropped), and optionally `page_variant`, `event` (a one-line note naming the
+event), `story` (a hand story key) and `collector`. Everything is checked before anything is written: an address or sentence on the
 evaluators' holdout list, a known spam or mirror domain, a missing field or empty text
 refuse the whole batch with every problem listed (exit 3). Addresses already in the corpus
 are skipped. New ids are `cNNN_<12 hex of the address hash>`, numbered on from the corpus.
@@ -36,8 +36,8 @@ ORIGIN = "stored copy of a public web page (search tool, corpus 'pages'), first 
 BLOCKED_DOMAINS: frozenset[str] = frozenset(
     {"kievskiy.org", "fun-eastern.com", "harusidmpo.shop", "portalberitatribun.biz"}
 )
-REQUIRED = ("url", "outlet", "title", "text", "cut")
-META_KEYS = ("outlet", "date", "region", "url", "cut", "page_variant", "event", "story")
+REQUIRED = ("url", "outlet", "text", "cut")
+META_KEYS = ("outlet", "date", "region", "url", "cut", "page_variant", "event", "story", "collector")
 
 
 def _domain(url: str) -> str:
@@ -87,7 +87,8 @@ def ingest(inputs: list[Path], data_dir: Path, holdout: Holdout) -> list[str]:
         next_number += 1
         text = rec["text"].strip() + "\n"
         atomic_write_text(data_dir / "raw" / "corpus" / f"{aid}.txt", text)
-        meta = {"id": aid, "file": f"corpus/{aid}.txt", "title": rec["title"], "title_stated": True}
+        title = rec.get("title") or None
+        meta = {"id": aid, "file": f"corpus/{aid}.txt", "title": title, "title_stated": bool(title)}
         meta.update({k: rec[k] for k in META_KEYS if rec.get(k) not in (None, "")})
         meta["origin"] = ORIGIN
         existing.append(meta)
