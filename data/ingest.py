@@ -6,10 +6,11 @@ Each input line is one article as a collector saved it from a stored copy of a p
 page: `url`, `outlet`, `date`, `region`, `title` (null when the excerpt shows none), `text`
 (headline, then body paragraphs one per line, verbatim), `cut` (the excerpt was cut and its
 unfinished end dropped), and optionally `page_variant`, `event` (a one-line note naming the
-event), `story` (a hand story key) and `collector`. Everything is checked before anything is written: an address or sentence on the
-evaluators' holdout list, a known spam or mirror domain, a missing field or empty text
-refuse the whole batch with every problem listed (exit 3). Addresses already in the corpus
-are skipped. New ids are `cNNN_<12 hex of the address hash>`, numbered on from the corpus.
+event), `story` (a hand story key) and `collector`. Everything is checked before anything
+is written: an address or sentence on the evaluators' holdout list, a known spam or mirror
+domain, a missing field or empty text refuse the whole batch with every problem listed
+(exit 3). Addresses already in the corpus are skipped. New ids are
+`cNNN_<12 hex of the address hash>`, numbered on from the corpus.
 """
 
 from __future__ import annotations
@@ -37,7 +38,17 @@ BLOCKED_DOMAINS: frozenset[str] = frozenset(
     {"kievskiy.org", "fun-eastern.com", "harusidmpo.shop", "portalberitatribun.biz"}
 )
 REQUIRED = ("url", "outlet", "text", "cut")
-META_KEYS = ("outlet", "date", "region", "url", "cut", "page_variant", "event", "story", "collector")
+META_KEYS = (
+    "outlet",
+    "date",
+    "region",
+    "url",
+    "cut",
+    "page_variant",
+    "event",
+    "story",
+    "collector",
+)
 
 
 def _domain(url: str) -> str:
