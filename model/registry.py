@@ -18,6 +18,8 @@ from model.predictor import Predictor
 BACKENDS: dict[str, str] = {
     "tfidf": "model.tfidf:load_backend",
     "indobert": "model.transformer:load_backend",
+    "embed_lr": "model.embed_lr:load_backend",
+    "ensemble": "model.ensemble:load_backend",
 }
 
 

@@ -44,6 +44,24 @@ def seen_hashes(splits: dict[str, list[dict]]) -> list[str]:
     return [sentence_hash(r["text"]) for s in ("train", "dev") for r in splits[s]]
 
 
+def authored_weight(config: dict) -> float:
+    """Training weight of authored sentences: config `authored` = "keep", "drop" or 0..1."""
+    value = config.get("authored", "keep")
+    if value == "keep":
+        return 1.0
+    if value == "drop":
+        return 0.0
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
+        return float(value)
+    raise ValueError(f"authored must be 'keep', 'drop' or a weight in [0, 1], not {value!r}")
+
+
+def train_weights(records: list[dict], config: dict) -> np.ndarray:
+    """Per-sentence sample weights: 1 for real sentences, the authored weight otherwise."""
+    w = authored_weight(config)
+    return np.array([w if r["source"] == "authored" else 1.0 for r in records])
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python and NumPy (and torch when it is already imported by the caller)."""
     random.seed(seed)

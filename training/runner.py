@@ -35,6 +35,7 @@ from model.paths import REPO_ROOT
 from model.predictor import Backend
 from model.scorer import dev_metrics, label_arrays, tune_thresholds
 from training.common import (
+    authored_weight,
     data_fingerprint,
     load_config,
     load_dataset,
@@ -48,6 +49,8 @@ log = logging.getLogger("training.runner")
 TRAINERS: dict[str, str] = {
     "tfidf": "training.train_tfidf",
     "indobert": "training.train_transformer",
+    "embed_lr": "training.train_embed_lr",
+    "ensemble": "training.train_ensemble",
 }
 
 
@@ -84,6 +87,8 @@ def train(name: str, config: dict, splits_dir: Path, out: Path, **options) -> Re
     seed = config["seed"]
     seed_everything(seed)
     splits = load_dataset(splits_dir)
+    if authored_weight(config) == 0.0:  # "drop": the backend never sees them
+        splits["train"] = [r for r in splits["train"] if r["source"] != "authored"]
     if not splits["train"]:
         raise DataError(f"{splits_dir}: the train split is empty")
     fitted = module.fit(splits, config, Path(out), **options)

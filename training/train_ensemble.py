@@ -1,0 +1,103 @@
+"""Train an ensemble: fit each member backend, then choose the averaging weight on dev.
+
+    python -m training.train_ensemble --encoder e5-small-offline [--out models/ensemble]
+
+Members are fitted by their own training modules (their default configs, this seed and
+authored setting), so an ensemble never trains a member differently from the member alone.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from model import exitcodes
+from model.encoders import EncoderError
+from model.ensemble import EnsembleBackend, member_dir
+from model.scorer import dev_metrics, label_arrays, tune_thresholds
+from training import runner
+from training.common import load_config
+from training.runner import Fitted
+
+log = logging.getLogger("training.train_ensemble")
+NAME = "ensemble"
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "ensemble.toml"
+ERRORS = {EncoderError: exitcodes.MODEL}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--encoder", default=None, help="encoder for members that take one")
+
+
+def choose_weight(parts, dev: list[dict], grid: list[float]) -> tuple[float, list[dict]]:
+    """First member's weight maximising (category micro-F1 + stance macro-F1) / 2 on dev."""
+    _, y_cat, y_stance = label_arrays(dev)
+    table = []
+    for w in grid:
+        s = EnsembleBackend.combine(parts, np.array([w, 1 - w]))
+        thresholds, _ = tune_thresholds(s.categories, y_cat)
+        m = dev_metrics(s.categories, s.stance, y_cat, y_stance, thresholds)
+        table.append(
+            {
+                "weight": w,
+                "category_micro_f1": m["category_micro_f1"],
+                "stance_macro_f1": m["stance_macro_f1"],
+            }
+        )
+    best = max(
+        table,
+        key=lambda r: (r["category_micro_f1"] + r["stance_macro_f1"], -abs(r["weight"] - 0.5)),
+    )
+    return float(best["weight"]), table
+
+
+def fit(
+    splits: dict[str, list[dict]], config: dict, out: Path | None = None, encoder: str | None = None
+) -> Fitted:
+    names = list(config["members"])
+    if len(names) != 2:
+        raise ValueError(f"members must name two backends, got {names}")
+    fitted = []
+    for name in names:
+        module = runner.trainer(name)
+        member_config = load_config(module.DEFAULT_CONFIG)
+        member_config |= {"seed": config["seed"], "authored": config.get("authored", "keep")}
+        options = (
+            {"encoder": encoder} if "encoder" in inspect.signature(module.fit).parameters else {}
+        )
+        log.info("fitting member %s", name)
+        fitted.append(module.fit(splits, member_config, out, **options))
+    dev_texts = [r["text"] for r in splits["dev"]]
+    parts = [f.backend.scores(dev_texts) for f in fitted]
+    w, table = choose_weight(parts, splits["dev"], config["weight_grid"])
+    log.info("chosen weight %.2f for %s", w, names[0])
+    weights = [w, 1 - w]
+    backend = EnsembleBackend([f.backend for f in fitted], weights)
+
+    def write(folder: Path) -> None:
+        for i, (name, f) in enumerate(zip(names, fitted, strict=True)):
+            target = member_dir(folder, i, name)
+            target.mkdir(parents=True)
+            f.write_files(target)
+
+    members_meta = [
+        {"backend": name, "weight": wt, "meta": f.meta, "config": f.config}
+        for name, f, wt in zip(names, fitted, weights, strict=True)
+    ]
+    return Fitted(
+        backend=backend,
+        write_files=write,
+        meta={"members": members_meta, "weight_search": table},
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    return runner.main(NAME, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
