@@ -18,6 +18,7 @@ backend that cannot load).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -59,6 +60,15 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-overlap",
         action="store_true",
         help="evaluate even if the file shares sentences with a model's train/dev data",
+    )
+    parser.add_argument(
+        "--cv",
+        dest="cv_files",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="cross-validation result (python -m training.cv) to show beside; repeatable",
     )
     parser.add_argument("--no-timing", action="store_true", help="skip speed measurement")
     defaults = TimingSettings()
@@ -118,6 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     except ArtifactError as exc:
         print(f"eval: model error: {exc}", file=sys.stderr)
         return EXIT_MODEL
+    try:
+        result.metrics["cross_validation"] = [
+            json.loads(f.read_text(encoding="utf-8")) for f in args.cv_files
+        ]
+    except (OSError, ValueError) as exc:
+        print(f"eval: cannot read a --cv file: {exc}", file=sys.stderr)
+        return EXIT_DATA
 
     from eval.report import REPORT_HTML, REPORT_MD, write_report  # matplotlib: only now
 

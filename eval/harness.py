@@ -32,7 +32,7 @@ import numpy as np
 
 from data.records import DataError, read_jsonl_numbered, sentence_hash
 from data.validate import DEFAULT_SPLITS_DIR, records_problems
-from eval.stats import bootstrap_ci, calibration_bins, mcnemar, paired_bootstrap
+from eval.stats import bootstrap_ci, mcnemar, paired_bootstrap
 from eval.timing import TimingSettings, measure
 from model.artifact import ArtifactError, library_versions, read_meta, read_seen
 from model.fsutil import sha256_file
@@ -40,6 +40,7 @@ from model.predictor import Predictor, Scores
 from model.registry import load_predictor, resolve_model
 from model.schema import CATEGORIES, SCHEMA_VERSION, STANCES
 from model.scorer import (
+    calibration_bins,
     category_counts,
     label_arrays,
     macro_f1_from_counts,

@@ -182,3 +182,48 @@ def dev_metrics(
         "stance_accuracy": stance["accuracy"],
         "stance_macro_f1": stance["macro_f1"],
     }
+
+
+def calibration_bins(
+    confidence: np.ndarray, outcome: np.ndarray, n_bins: int = 10
+) -> tuple[float, list[dict]]:
+    """Expected calibration error and the reliability-diagram bins behind it.
+
+    Predictions fall into `n_bins` equal-width bins of [0, 1] by confidence (a value on a
+    bin edge goes to the upper bin; 1.0 to the last). ECE = Σ_b (n_b / N) · |mean
+    outcome_b - mean confidence_b|: the average gap between how sure the model is and how
+    often it is right, weighted by how many predictions sit in each bin. 0 is perfect.
+    """
+    conf = np.asarray(confidence, dtype=np.float64).ravel()
+    hit = np.asarray(outcome, dtype=np.float64).ravel()
+    if conf.shape != hit.shape:
+        raise ValueError("confidence and outcome must have the same size")
+    edges = np.arange(n_bins + 1) / n_bins
+    which = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, n_bins - 1)
+    total = conf.size
+    ece = 0.0
+    bins = []
+    for i in range(n_bins):
+        mask = which == i
+        count = int(mask.sum())
+        mean_conf = float(conf[mask].mean()) if count else None
+        mean_hit = float(hit[mask].mean()) if count else None
+        if count:
+            ece += count / total * abs(mean_hit - mean_conf)
+        bins.append(
+            {
+                "low": float(edges[i]),
+                "high": float(edges[i + 1]),
+                "count": count,
+                "confidence": mean_conf,
+                "accuracy": mean_hit,
+            }
+        )
+    return float(ece), bins
+
+
+def expected_calibration_error(
+    confidence: np.ndarray, outcome: np.ndarray, n_bins: int = 10
+) -> float:
+    """ECE alone; see `calibration_bins`."""
+    return calibration_bins(confidence, outcome, n_bins)[0]

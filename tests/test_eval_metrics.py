@@ -10,8 +10,6 @@ import pytest
 from eval.stats import (
     bootstrap_ci,
     bootstrap_distribution,
-    calibration_bins,
-    expected_calibration_error,
     mcnemar,
     mcnemar_from_counts,
     paired_bootstrap,
@@ -19,7 +17,9 @@ from eval.stats import (
 )
 from model.schema import CATEGORIES, STANCES
 from model.scorer import (
+    calibration_bins,
     category_counts,
+    expected_calibration_error,
     macro_f1_from_counts,
     macro_f1_over_supported,
     micro_f1_from_counts,

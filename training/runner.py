@@ -80,22 +80,34 @@ def trainer(name: str) -> ModuleType:
     return importlib.import_module(TRAINERS[name])
 
 
-def train(name: str, config: dict, splits_dir: Path, out: Path, **options) -> Result:
-    """Fit backend `name`, tune its thresholds on dev and save the verified artifact."""
+def fit_and_tune(
+    name: str, splits: dict[str, list[dict]], config: dict, out: Path, **options
+) -> tuple[Fitted, dict[str, float], dict[str, str], dict]:
+    """Fit backend `name` on train, tune thresholds on dev: the part CV repeats per fold.
+
+    Returns the fitted model, the thresholds, where each came from, and the dev summary.
+    """
     module = trainer(name)
-    started = time.perf_counter()
-    seed = config["seed"]
-    seed_everything(seed)
-    splits = load_dataset(splits_dir)
+    seed_everything(config["seed"])
     if authored_weight(config) == 0.0:  # "drop": the backend never sees them
-        splits["train"] = [r for r in splits["train"] if r["source"] != "authored"]
+        splits = dict(splits, train=[r for r in splits["train"] if r["source"] != "authored"])
     if not splits["train"]:
-        raise DataError(f"{splits_dir}: the train split is empty")
+        raise DataError("the train split is empty")
     fitted = module.fit(splits, config, Path(out), **options)
     dev_texts, dev_cat, dev_stance = label_arrays(splits["dev"])
     dev_scores = fitted.backend.scores(dev_texts)
     thresholds, how = tune_thresholds(dev_scores.categories, dev_cat)
     metrics = dev_metrics(dev_scores.categories, dev_scores.stance, dev_cat, dev_stance, thresholds)
+    return fitted, thresholds, how, metrics
+
+
+def train(name: str, config: dict, splits_dir: Path, out: Path, **options) -> Result:
+    """Fit backend `name`, tune its thresholds on dev and save the verified artifact."""
+    module = trainer(name)
+    started = time.perf_counter()
+    seed = config["seed"]
+    splits = load_dataset(splits_dir)
+    fitted, thresholds, how, metrics = fit_and_tune(name, splits, config, out, **options)
     seconds = time.perf_counter() - started
     meta = base_meta(
         backend=module.NAME,
@@ -104,7 +116,12 @@ def train(name: str, config: dict, splits_dir: Path, out: Path, **options) -> Re
         config=fitted.config if fitted.config is not None else config,
         seed=seed,
         dev_metrics=metrics,
-        extra={"threshold_source": how, **fitted.meta, "train_seconds": round(seconds, 2)},
+        extra={
+            "threshold_source": how,
+            "thresholds_tuned_on": f"dev split ({len(splits['dev'])} real sentences)",
+            **fitted.meta,
+            "train_seconds": round(seconds, 2),
+        },
     )
     seen = seen_hashes(splits)
 
