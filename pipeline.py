@@ -37,20 +37,36 @@ def _stage(name: str, main: Callable[[list[str]], int], argv: list[str]) -> None
     log.info("=== %s done in %.1f s", name, time.perf_counter() - started)
 
 
+DEFAULT_BACKENDS = ("tfidf", "embed_lr", "ensemble", "indobert")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build data, train both models, evaluate.")
+    parser = argparse.ArgumentParser(description="Build data, train the models, evaluate.")
     parser.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models")
     parser.add_argument("--report", type=Path, default=REPO_ROOT / "runs" / "latest")
     parser.add_argument(
         "--encoder",
         default="e5-small-offline",
-        help="transformer encoder: name, local folder or hub id",
+        help="encoder for the backends that take one: name, local folder or hub id",
+    )
+    parser.add_argument(
+        "--backends",
+        default=",".join(DEFAULT_BACKENDS),
+        help=f"comma-separated registered backends to train (default {','.join(DEFAULT_BACKENDS)})",
     )
     parser.add_argument("--transformer-config", type=Path, default=CONFIGS / "transformer_cpu.toml")
     parser.add_argument(
         "--skip-transformer",
         action="store_true",
-        help="train and evaluate the TF-IDF baseline only",
+        help="leave out the fine-tuned transformer (indobert), the slow one on a CPU",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help='config override passed to every trainer (e.g. authored="drop")',
     )
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -59,31 +75,30 @@ def main(argv: list[str] | None = None) -> int:
 
     from data import build, validate
     from eval.__main__ import main as evaluate
-    from training import train_tfidf
+    from training import runner
 
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if args.skip_transformer:
+        backends = [b for b in backends if b != "indobert"]
+    unknown = [b for b in backends if b not in runner.TRAINERS]
+    if unknown:
+        parser.error(f"unknown backends {unknown}; registered: {', '.join(runner.TRAINERS)}")
     started = time.perf_counter()
     _stage("build data", build.main, [])
     _stage("validate data", validate.main, [])
-    tfidf_dir = args.models_dir / "tfidf"
-    _stage("train tfidf", train_tfidf.main, ["--out", str(tfidf_dir)])
-    models = [tfidf_dir]
-    if not args.skip_transformer:
-        from training import train_transformer
-
-        transformer_dir = args.models_dir / "indobert"
-        _stage(
-            "train transformer",
-            train_transformer.main,
-            [
-                "--config",
-                str(args.transformer_config),
-                "--out",
-                str(transformer_dir),
-                "--encoder",
-                args.encoder,
-            ],
-        )
-        models.append(transformer_dir)
+    models = []
+    for name in backends:
+        module = runner.trainer(name)
+        out = args.models_dir / name
+        stage_argv = ["--out", str(out)]
+        if name == "indobert":
+            stage_argv += ["--config", str(args.transformer_config)]
+        if runner.takes_encoder(name):
+            stage_argv += ["--encoder", args.encoder]
+        for item in args.overrides:
+            stage_argv += ["--set", item]
+        _stage(f"train {name}", module.main, stage_argv)
+        models.append(out)
     eval_argv = ["--out", str(args.report)]
     for m in models:
         eval_argv += ["--model", str(m)]

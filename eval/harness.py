@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import re
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -232,13 +233,21 @@ def parameter_count(meta: dict) -> int | None:
 # --- overlap -------------------------------------------------------------------------------
 
 
+MIN_OVERLAP_WORDS = 3
+
+
 def check_overlap(data: EvalData, models: list[ModelRef], allow: bool) -> dict:
     """Compare the file's sentence hashes with each model's train+dev hashes.
 
     Raises `OverlapError` naming the count and a few sentences, unless `allow`; returns the
-    `run.overlap` block of metrics.json either way.
+    `run.overlap` block of metrics.json either way. Fragments shorter than
+    `MIN_OVERLAP_WORDS` words (list numbers such as "1.") recur in unrelated articles and
+    identify nothing, so they are not counted.
     """
-    hashes = [sentence_hash(t) for t in data.texts]
+    hashes = [
+        sentence_hash(t) if len(re.findall(r"\w+", t)) >= MIN_OVERLAP_WORDS else None
+        for t in data.texts
+    ]
     by_model: dict[str, dict] = {}
     unchecked: list[str] = []
     for model in models:
@@ -246,7 +255,7 @@ def check_overlap(data: EvalData, models: list[ModelRef], allow: bool) -> dict:
         if not seen:
             unchecked.append(model.label)
             continue
-        hits = [i for i, h in enumerate(hashes) if h in seen]
+        hits = [i for i, h in enumerate(hashes) if h is not None and h in seen]
         by_model[model.label] = {
             "sentences": len(hits),
             "ids": [data.records[i]["id"] for i in hits],

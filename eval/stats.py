@@ -15,7 +15,6 @@ the paired comparison paired.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -151,12 +150,13 @@ def mcnemar_from_counts(b: int, c: int) -> dict:
     degree of freedom, (max(|b - c| - 1, 0))² / (b + c), is given too because it is the
     textbook figure; it is only trustworthy when b + c is large (say 25 or more).
     """
+    from scipy.stats import binomtest
+    from scipy.stats import chi2 as chi2_dist
+
     n = b + c
     if n == 0:
         return {"exact_p": 1.0, "chi2_cc": 0.0, "chi2_cc_p": 1.0, "p_value": 1.0}
-    k = min(b, c)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-    exact = min(1.0, 2.0 * tail)
+    exact = float(binomtest(min(b, c), n, 0.5, alternative="two-sided").pvalue)
     chi2 = max(abs(b - c) - 1, 0) ** 2 / n
-    chi2_p = math.erfc(math.sqrt(chi2 / 2.0))  # survival function of chi-square, 1 dof
+    chi2_p = float(chi2_dist.sf(chi2, df=1))
     return {"exact_p": exact, "chi2_cc": chi2, "chi2_cc_p": chi2_p, "p_value": exact}

@@ -75,9 +75,12 @@ class Predictor:
         return self.meta["version"]
 
     def scores(self, sentences: Sequence[str]) -> Scores:
+        """The backend's scores, calibrated with the artifact's temperatures if it has any."""
         if not sentences:
             return Scores(np.zeros((0, len(CATEGORIES))), np.zeros((0, len(STANCES))))
-        return self.backend.scores(list(sentences))
+        from model import calibration  # it builds on Scores, defined above
+
+        return calibration.apply(self.backend.scores(list(sentences)), self.meta.get("calibration"))
 
     def decide(self, scores: Scores) -> tuple[np.ndarray, np.ndarray]:
         """Boolean category matrix (score >= threshold) and stance indices (arg-max)."""

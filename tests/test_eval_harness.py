@@ -93,6 +93,7 @@ def test_cli_run_writes_every_file(cli_run: tuple[subprocess.CompletedProcess, P
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
     assert "report.md" in proc.stdout
     metrics = _metrics(out)
+    assert metrics["cross_validation"] == []  # no --cv file given
     assert list(metrics) == [
         "schema_version",
         "run",
@@ -100,6 +101,7 @@ def test_cli_run_writes_every_file(cli_run: tuple[subprocess.CompletedProcess, P
         "comparisons",
         "timing",
         "warnings",
+        "cross_validation",
     ]
     labels = list(metrics["models"])
     assert len(labels) == 2 and all(re.fullmatch(r"tfidf@[0-9a-f]{12}", x) for x in labels)
@@ -125,11 +127,23 @@ def test_cli_run_writes_every_file(cli_run: tuple[subprocess.CompletedProcess, P
         assert len(block["calibration"]["stance_reliability"]) == 10
     (comparison,) = metrics["comparisons"]
     assert (comparison["a"], comparison["b"]) == tuple(labels)
-    assert 0 < comparison["p_value"] <= 1
     assert {"exact_p", "chi2_cc_p", "a_only_correct"} <= set(comparison["stance_mcnemar"])
-    # kontra never occurs in the test split: the report says macro-F1 is pessimistic
-    assert any("stance kontra" in w for w in metrics["warnings"])
-    assert any("Small test set" in w for w in metrics["warnings"])
+    # The v2 test split shows every label and is large: neither warning applies.
+    assert not any("No gold sentence" in w or "Small test set" in w for w in metrics["warnings"])
+
+
+def test_small_file_without_kontra_gets_both_warnings(
+    tfidf_model_dir: Path, tmp_path: Path
+) -> None:
+    rows = [r for r in read_jsonl(TEST_FILE) if r["stance"] != "kontra"][:40]
+    data = tmp_path / "small.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    out = tmp_path / "run"
+    argv = ["--model", str(tfidf_model_dir), "--data", str(data), "--out", str(out)]
+    assert main([*argv, "--no-timing", "--bootstrap", "200"]) == 0
+    warnings = _metrics(out)["warnings"]
+    assert any("No gold sentence" in w and "stance kontra" in w for w in warnings)
+    assert any("Small test set: 40 sentences" in w for w in warnings)
 
 
 def test_metrics_agree_with_the_metric_functions(
@@ -316,7 +330,7 @@ def test_a_new_labelled_file_is_evaluated_without_code_changes(
     assert any("not the test split" in w for w in metrics["warnings"])
 
 
-def test_tampered_or_missing_model_exits_3(
+def test_tampered_or_missing_model_exits_4(
     tfidf_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     folder = tmp_path / "copy"
@@ -342,7 +356,7 @@ def test_tampered_or_missing_model_exits_3(
         ("\n\n", "no records"),
     ],
 )
-def test_malformed_data_exits_1(
+def test_malformed_data_exits_3(
     tfidf_model_dir: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture,

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TFIDF_TEST_SET
 
+from data.validate import DEFAULT_SPLITS_DIR
 from model.artifact import MANIFEST, ArtifactError, read_meta, save_artifact, verify_artifact
 from model.registry import load_predictor, resolve_model
 from model.schema import CATEGORIES, STANCES
@@ -102,7 +104,7 @@ def test_retraining_with_the_same_seed_gives_identical_predictions(
     tfidf_model_dir: Path, tmp_path: Path
 ) -> None:
     again = tmp_path / "again"
-    train(load_config(DEFAULT_CONFIG), Path("data/splits"), again)
+    train(load_config(DEFAULT_CONFIG, TFIDF_TEST_SET), DEFAULT_SPLITS_DIR, again)
     a, b = load_predictor(tfidf_model_dir), load_predictor(again)
     texts = [r["text"] for r in load_dataset()["test"]] + SENTENCES
     sa, sb = a.scores(texts), b.scores(texts)

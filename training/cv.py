@@ -28,7 +28,7 @@ from sklearn.model_selection import GroupKFold
 
 from data.records import SPLITS, DataError
 from data.validate import DEFAULT_SPLITS_DIR
-from model import exitcodes
+from model import calibration, exitcodes
 from model.fsutil import atomic_write_text
 from model.paths import REPO_ROOT
 from model.schema import CATEGORIES
@@ -71,7 +71,7 @@ def fold_splits(real: list[dict], authored: list[dict], folds: int, seed: int):
 
 def fold_figures(fitted, thresholds: dict[str, float], test: list[dict]) -> dict:
     texts, y_cat, y_stance = label_arrays(test)
-    scores = fitted.backend.scores(texts)
+    scores = calibration.apply(fitted.backend.scores(texts), fitted.calibration)
     t = np.array([thresholds[c] for c in CATEGORIES])
     cats = multilabel_report(y_cat, scores.categories >= t)
     pred = scores.stance.argmax(axis=1)

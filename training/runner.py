@@ -10,8 +10,9 @@ A backend's training module only fits. It exposes
   `ERRORS`, extra exception types mapped to exit codes.
 
 Everything after the fit is the same for every backend and lives here, so a third backend
-is its training module, its config and its test: scores on dev, per-category thresholds
-tuned on dev, the dev summary, provenance in meta.json, the seen-sentence hashes, the
+is its training module, its config and its test: scores on dev, temperature scaling
+fitted on dev (`model/calibration.py`), per-category thresholds tuned on the calibrated dev
+scores, the dev summary, provenance in meta.json, the seen-sentence hashes, the
 verified artifact, the log line and the exit codes.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
 import sys
 import time
@@ -29,7 +31,7 @@ from types import ModuleType
 
 from data.records import DataError
 from data.validate import DEFAULT_SPLITS_DIR
-from model import exitcodes
+from model import calibration, exitcodes
 from model.artifact import base_meta, save_artifact, write_seen
 from model.paths import REPO_ROOT
 from model.predictor import Backend
@@ -64,6 +66,7 @@ class Fitted:
     config: dict | None = None  # config as recorded in meta (defaults to the one given)
     card: Callable[[dict], str] | None = None  # model card text from the final meta
     after_save: Callable[[], None] | None = None  # clean-up once the artifact is safe
+    calibration: dict | None = None  # temperatures fitted on dev by the runner
 
 
 @dataclass
@@ -78,6 +81,11 @@ def trainer(name: str) -> ModuleType:
     if name not in TRAINERS:
         raise ValueError(f"unknown backend {name!r}; registered: {', '.join(TRAINERS)}")
     return importlib.import_module(TRAINERS[name])
+
+
+def takes_encoder(name: str) -> bool:
+    """Whether backend `name` starts from a pretrained encoder (its fit takes `encoder`)."""
+    return "encoder" in inspect.signature(trainer(name).fit).parameters
 
 
 def fit_and_tune(
@@ -95,7 +103,9 @@ def fit_and_tune(
         raise DataError("the train split is empty")
     fitted = module.fit(splits, config, Path(out), **options)
     dev_texts, dev_cat, dev_stance = label_arrays(splits["dev"])
-    dev_scores = fitted.backend.scores(dev_texts)
+    raw = fitted.backend.scores(dev_texts)
+    fitted.calibration = calibration.fit(raw, dev_cat, dev_stance)
+    dev_scores = calibration.apply(raw, fitted.calibration)
     thresholds, how = tune_thresholds(dev_scores.categories, dev_cat)
     metrics = dev_metrics(dev_scores.categories, dev_scores.stance, dev_cat, dev_stance, thresholds)
     return fitted, thresholds, how, metrics
@@ -117,8 +127,16 @@ def train(name: str, config: dict, splits_dir: Path, out: Path, **options) -> Re
         seed=seed,
         dev_metrics=metrics,
         extra={
+            "calibration": fitted.calibration,
             "threshold_source": how,
             "thresholds_tuned_on": f"dev split ({len(splits['dev'])} real sentences)",
+            "train_sentences": {
+                "real": sum(r["source"] != "authored" for r in splits["train"]),
+                "authored": 0
+                if authored_weight(config) == 0.0
+                else sum(r["source"] == "authored" for r in splits["train"]),
+                "authored_weight": authored_weight(config),
+            },
             **fitted.meta,
             "train_seconds": round(seconds, 2),
         },

@@ -122,6 +122,9 @@ def fit(
     source = resolve_encoder(encoder)
     log.info("encoder %r -> %s (%s)", source.name, source.path, source.kind)
     enc, tokenizer = load_pretrained_encoder(source)
+    # The artifact stores the encoder in float16; round the weights the same way now, so
+    # the heads are fitted (and thresholds tuned) on exactly the embeddings it will serve.
+    enc = enc.half().float()
     mcfg = config["model"]
     embedder = Embedder(enc, tokenizer, mcfg["text_prefix"], mcfg["max_length"])
     texts, y_cat, y_stance = label_arrays(splits["train"])

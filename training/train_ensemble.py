@@ -3,12 +3,12 @@
     python -m training.train_ensemble --encoder e5-small-offline [--out models/ensemble]
 
 Members are fitted by their own training modules (their default configs, this seed and
-authored setting), so an ensemble never trains a member differently from the member alone.
+authored setting, plus any `member_set.<backend>` overrides), so an ensemble never trains
+a member differently from the member alone.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import sys
 from pathlib import Path
@@ -64,11 +64,11 @@ def fit(
     fitted = []
     for name in names:
         module = runner.trainer(name)
-        member_config = load_config(module.DEFAULT_CONFIG)
-        member_config |= {"seed": config["seed"], "authored": config.get("authored", "keep")}
-        options = (
-            {"encoder": encoder} if "encoder" in inspect.signature(module.fit).parameters else {}
+        member_config = load_config(
+            module.DEFAULT_CONFIG, config.get("member_set", {}).get(name, [])
         )
+        member_config |= {"seed": config["seed"], "authored": config.get("authored", "keep")}
+        options = {"encoder": encoder} if runner.takes_encoder(name) else {}
         log.info("fitting member %s", name)
         fitted.append(module.fit(splits, member_config, out, **options))
     dev_texts = [r["text"] for r in splits["dev"]]

@@ -27,6 +27,7 @@ from data.records import DataError
 from model.scorer import label_arrays, multilabel_report, stance_report
 from model.tfidf import TfidfModel, make_features, save_model
 from training import runner
+from training.common import authored_weight
 from training.runner import Fitted
 
 log = logging.getLogger("training.train_tfidf")
@@ -89,6 +90,8 @@ def choose_c(
 def fit(splits: dict[str, list[dict]], config: dict, out: Path | None = None) -> Fitted:
     """Choose C per head by grouped CV on train, then fit both heads on all of train."""
     seed = config["seed"]
+    if authored_weight(config) not in (0.0, 1.0):
+        raise ValueError("the TF-IDF baseline takes authored = 'keep' or 'drop', not a weight")
     texts, y_cat, y_stance = label_arrays(splits["train"])
     groups = [r.get("story_id", r["article_id"]) for r in splits["train"]]
     log.info("train: %d sentences from %d groups", len(texts), len(set(groups)))

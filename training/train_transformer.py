@@ -69,7 +69,7 @@ from model.transformer import (
     write_model_files,
 )
 from training import runner
-from training.common import seed_everything
+from training.common import authored_weight, seed_everything
 from training.runner import Fitted
 
 log = logging.getLogger("training.train_transformer")
@@ -83,7 +83,7 @@ HALF = dict.fromkeys(CATEGORIES, 0.5)  # thresholds for the early-stopping monit
 
 # section ("" = top level) -> key -> expected type; every key is required, no other allowed.
 CONFIG_SCHEMA: dict[str, dict[str, type]] = {
-    "": {"seed": int},
+    "": {"seed": int, "authored": object},  # authored: checked by the runner
     "model": {
         "dropout": float,
         "max_length": int,
@@ -826,6 +826,8 @@ def fit(
     """Fine-tune with early stopping on dev; `on_epoch_end` runs after the checkpoint of
     each epoch is written (tests use it to simulate an interruption)."""
     check_config(config)
+    if authored_weight(config) not in (0.0, 1.0):
+        raise ValueError("the transformer takes authored = 'keep' or 'drop', not a weight")
     out = Path(out)
     source = resolve_encoder(encoder)
     log.info("encoder %r -> %s (%s)", source.name, source.path, source.kind)

@@ -1,0 +1,165 @@
+"""The ablation study: train each setting, evaluate it on dev, test and grouped CV, one table.
+
+    python -m ablate [--rows tfidf,embed_lr,...] [--cv-folds 5] [--out runs/ablation]
+                     [--encoder e5-small-offline] [--skip-transformer]
+
+Each row is one backend with a few config overrides, trained through the same runner as
+everything else. Dev figures come from the artifact (thresholds tuned there), test figures
+from one run of the evaluation harness over every row (so the rows share the same data,
+bootstrap and report), CV figures from `training.cv` (rows marked `cv`). Writes
+`ablation.md` and `ablation.json`, and the harness's full report beside them. Sits at the
+top with `pipeline.py` because it drives both `training/` and `eval/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from model.fsutil import atomic_write_text
+from model.paths import REPO_ROOT
+
+log = logging.getLogger("ablate")
+
+
+@dataclass(frozen=True)
+class Row:
+    slug: str
+    what: str
+    backend: str
+    overrides: tuple[str, ...] = ()
+    cv: bool = True
+
+
+ROWS: tuple[Row, ...] = (
+    Row("tfidf", "TF-IDF + LR (shipped config)", "tfidf"),
+    Row("tfidf-real", "TF-IDF, authored sentences dropped", "tfidf", ('authored="drop"',)),
+    Row("tfidf-authored-0.3", "TF-IDF, authored weight 0.3", "tfidf", ("authored=0.3",)),
+    Row("embed_lr", "e5 embeddings (`query: `) + LR", "embed_lr"),
+    Row(
+        "embed_lr-noprefix", "e5 embeddings, no prefix + LR", "embed_lr", ('model.text_prefix=""',)
+    ),
+    Row("embed_lr-real", "e5 embeddings + LR, authored dropped", "embed_lr", ('authored="drop"',)),
+    Row("ensemble", "ensemble: TF-IDF + e5/LR, weight on dev", "ensemble"),
+    Row(
+        "indobert-query",
+        "fine-tuned e5 (`query: `), 6 epochs",
+        "indobert",
+        ('model.text_prefix="query: "', "train.epochs=6"),
+        cv=False,
+    ),
+)
+
+
+def _f(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def table(results: list[dict]) -> str:
+    head = (
+        "| setting | backend | dev cat micro-F1 | dev stance macro-F1 | test cat micro-F1 "
+        "| test cat macro-F1 | test stance macro-F1 | test ECE cat / stance | CV cat micro-F1 "
+        "| CV stance macro-F1 | train s |\n|---|---|" + "---:|" * 9
+    )
+    lines = [head]
+    for r in results:
+        cv = r.get("cv")
+        cv_cat = f"{cv['category_micro_f1']['mean']:.3f} ± {cv['category_micro_f1']['std']:.3f}"
+        cv_st = f"{cv['stance_macro_f1']['mean']:.3f} ± {cv['stance_macro_f1']['std']:.3f}"
+        t = r["test"]
+        lines.append(
+            f"| {r['what']} | `{r['backend']}` | {_f(r['dev']['category_micro_f1'])} "
+            f"| {_f(r['dev']['stance_macro_f1'])} | {_f(t['category_micro_f1'])} "
+            f"| {_f(t['category_macro_f1'])} | {_f(t['stance_macro_f1'])} "
+            f"| {_f(t['category_ece'])} / {_f(t['stance_ece'])} "
+            f"| {cv_cat if cv else '-'} | {cv_st if cv else '-'} | {r['train_seconds']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default=None, help="comma-separated row slugs (default all)")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "runs" / "ablation")
+    parser.add_argument("--encoder", default="e5-small-offline")
+    parser.add_argument("--cv-folds", type=int, default=5, help="0 skips cross-validation")
+    parser.add_argument("--skip-transformer", action="store_true")
+    parser.add_argument("--reuse", action="store_true", help="keep models already trained")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from data.validate import DEFAULT_SPLITS_DIR
+    from eval.__main__ import main as evaluate
+    from model.artifact import read_meta
+    from training import cv, runner
+    from training.common import load_config
+
+    rows = [r for r in ROWS if args.rows is None or r.slug in args.rows.split(",")]
+    if args.skip_transformer:
+        rows = [r for r in rows if r.backend != "indobert"]
+    results = []
+    for row in rows:
+        module = runner.trainer(row.backend)
+        config = load_config(module.DEFAULT_CONFIG, list(row.overrides))
+        options = {"encoder": args.encoder} if runner.takes_encoder(row.backend) else {}
+        folder = args.out / "models" / row.slug
+        if not (args.reuse and (folder / "meta.json").is_file()):
+            log.info("=== %s: training %s %s", row.slug, row.backend, list(row.overrides))
+            runner.train(row.backend, config, DEFAULT_SPLITS_DIR, folder, **options)
+        meta = read_meta(folder)
+        result = {
+            "slug": row.slug,
+            "what": row.what,
+            "backend": row.backend,
+            "overrides": list(row.overrides),
+            "dev": meta["dev_metrics"],
+            "train_seconds": meta["train_seconds"],
+            "model": str(folder),
+        }
+        if row.cv and args.cv_folds:
+            started = time.perf_counter()
+            log.info("=== %s: %d-fold CV", row.slug, args.cv_folds)
+            result["cv"] = cv.cross_validate(
+                row.backend, config, DEFAULT_SPLITS_DIR, args.cv_folds, **options
+            )["summary"]
+            result["cv_seconds"] = round(time.perf_counter() - started, 1)
+        results.append(result)
+    report = args.out / "eval"
+    code = evaluate(
+        [
+            "--out",
+            str(report),
+            "--no-timing",
+            *[a for r in results for a in ("--model", r["model"])],
+        ]
+    )
+    if code:
+        return code
+    metrics = json.loads((report / "metrics.json").read_text(encoding="utf-8"))
+    for r, block in zip(results, metrics["models"].values(), strict=True):
+        r["test"] = {
+            "category_micro_f1": block["categories"]["micro_f1"],
+            "category_macro_f1": block["categories"]["macro_f1"],
+            "stance_macro_f1": block["stance"]["macro_f1"],
+            "category_ece": block["calibration"]["category_ece"],
+            "stance_ece": block["calibration"]["stance_ece"],
+        }
+    atomic_write_text(args.out / "ablation.json", json.dumps(results, indent=2) + "\n")
+    text = (
+        "# Ablation\n\nDev: the real dev split (thresholds and calibration tuned there). "
+        "Test: the real test split. CV: mean ± std over folds grouped by story over all real "
+        f"data ({args.cv_folds} folds). Full report: `eval/report.md`.\n\n" + table(results)
+    )
+    atomic_write_text(args.out / "ablation.md", text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
