@@ -38,19 +38,32 @@ class Row:
 
 ROWS: tuple[Row, ...] = (
     Row("tfidf", "TF-IDF + LR (shipped config)", "tfidf"),
-    Row("tfidf-real", "TF-IDF, authored sentences dropped", "tfidf", ('authored="drop"',)),
-    Row("tfidf-authored-0.3", "TF-IDF, authored weight 0.3", "tfidf", ("authored=0.3",)),
+    Row("tfidf-real", "TF-IDF, authored dropped", "tfidf", ('authored="drop"',), cv=False),
     Row("embed_lr", "e5 embeddings (`query: `) + LR", "embed_lr"),
     Row(
-        "embed_lr-noprefix", "e5 embeddings, no prefix + LR", "embed_lr", ('model.text_prefix=""',)
+        "embed_lr-noprefix",
+        "e5 embeddings, no prefix",
+        "embed_lr",
+        ('model.text_prefix=""',),
+        cv=False,
     ),
-    Row("embed_lr-real", "e5 embeddings + LR, authored dropped", "embed_lr", ('authored="drop"',)),
+    Row(
+        "embed_lr-real", "e5 embeddings, authored dropped", "embed_lr", ('authored="drop"',), False
+    ),
+    Row("embed_lr-w03", "e5 embeddings, authored weight 0.3", "embed_lr", ("authored=0.3",), False),
     Row("ensemble", "ensemble: TF-IDF + e5/LR, weight on dev", "ensemble"),
     Row(
         "indobert-query",
         "fine-tuned e5 (`query: `), 6 epochs",
         "indobert",
         ('model.text_prefix="query: "', "train.epochs=6"),
+        cv=False,
+    ),
+    Row(
+        "indobert-noprefix",
+        "fine-tuned e5, no prefix, 6 epochs",
+        "indobert",
+        ('model.text_prefix=""', "train.epochs=6"),
         cv=False,
     ),
 )

@@ -1,6 +1,6 @@
 """Double annotation: packets for two independent passes, their agreement, the final labels.
 
-    python -m data.annotate packets OUT_DIR [--parts N]     # what annotators read
+    python -m data.annotate packets OUT_DIR [--parts N] [--skip-labelled PASS_A]
     python -m data.annotate agreement PASS_A PASS_B [--disagreements OUT.jsonl]
     python -m data.annotate merge PASS_A PASS_B ADJUDICATION  # -> data/labels/{seed,corpus}.jsonl
 
@@ -47,9 +47,16 @@ def units(paths: Paths, holdout: Holdout | None) -> dict[str, dict]:
     return out
 
 
-def write_packets(paths: Paths, out_dir: Path, parts: int, holdout: Holdout | None) -> list[Path]:
-    """Split the articles (stories kept whole) into `parts` packets of similar size."""
-    todo = units(paths, holdout)
+def write_packets(
+    paths: Paths,
+    out_dir: Path,
+    parts: int,
+    holdout: Holdout | None,
+    skip: set[str] | frozenset[str] = frozenset(),
+) -> list[Path]:
+    """Split the articles (stories kept whole) into `parts` packets of similar size,
+    leaving out sentences already labelled (`skip`: their keys)."""
+    todo = {k: u for k, u in units(paths, holdout).items() if k not in skip}
     by_story: dict[str, list[dict]] = defaultdict(list)
     for key, u in todo.items():
         by_story[u["story_id"]].append(dict(u, key=key))
@@ -181,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("packets", help="write annotation packets")
     p.add_argument("out_dir", type=Path)
     p.add_argument("--parts", type=int, default=4)
+    p.add_argument(
+        "--skip-labelled", type=Path, help="a pass file: leave out the sentences it labels"
+    )
     g = sub.add_parser("agreement", help="kappa between two passes")
     g.add_argument("pass_a", type=Path)
     g.add_argument("pass_b", type=Path)
@@ -194,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         holdout = Holdout.load(args.holdout)
         if args.verb == "packets":
-            for path in write_packets(paths, args.out_dir, args.parts, holdout):
+            skip = set(read_pass(args.skip_labelled)) if args.skip_labelled else set()
+            for path in write_packets(paths, args.out_dir, args.parts, holdout, skip):
                 print(path)
             return 0
         a, b = read_pass(args.pass_a), read_pass(args.pass_b)
