@@ -6,8 +6,9 @@ A backend's training module only fits. It exposes
 - `DEFAULT_CONFIG` (a TOML path),
 - `fit(splits, config, out, **options) -> Fitted` (`out`: where the artifact will go, so a
   backend can keep checkpoints beside it),
-- optionally `add_arguments(parser)` for options of its own (an encoder, `--resume`), and
-  `ERRORS`, extra exception types mapped to exit codes.
+- optionally `add_arguments(parser)` for options of its own (`--resume`), and `ERRORS`,
+  extra exception types mapped to exit codes. A `fit` that takes `encoder` gets the
+  `--encoder` option from the runner.
 
 Everything after the fit is the same for every backend and lives here, so a third backend
 is its training module, its config and its test: scores on dev, temperature scaling
@@ -183,6 +184,13 @@ def main(name: str, argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="override a config key, e.g. seed=7",
     )
+    if takes_encoder(name):
+        parser.add_argument(
+            "--encoder",
+            default=None,
+            help="e5-small-offline, a local save_pretrained folder, or a hub id "
+            "(default: $NETRALITAS_ENCODER, else indobenchmark/indobert-base-p1)",
+        )
     if hasattr(module, "add_arguments"):
         module.add_arguments(parser)
     args = parser.parse_args(argv)

@@ -38,15 +38,6 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "embed_lr.toml"
 ERRORS = {EncoderError: exitcodes.MODEL}
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument(
-        "--encoder",
-        default=None,
-        help="e5-small-offline, a local save_pretrained folder, or a hub id "
-        "(default: $NETRALITAS_ENCODER, else indobenchmark/indobert-base-p1)",
-    )
-
-
 def _grid(estimator, grid: list[float], key: str, scoring: str, folds: int) -> GridSearchCV:
     return GridSearchCV(
         estimator, {key: grid}, scoring=scoring, cv=GroupKFold(n_splits=folds), n_jobs=1

@@ -29,10 +29,6 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "ensemble.toml"
 ERRORS = {EncoderError: exitcodes.MODEL}
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--encoder", default=None, help="encoder for members that take one")
-
-
 def choose_weight(parts, dev: list[dict], grid: list[float]) -> tuple[float, list[dict]]:
     """First member's weight maximising (category micro-F1 + stance macro-F1) / 2 on dev."""
     _, y_cat, y_stance = label_arrays(dev)

@@ -800,12 +800,6 @@ def _start_state(
 def add_arguments(parser) -> None:
     """The transformer's own command-line options (the runner adds the common ones)."""
     parser.add_argument(
-        "--encoder",
-        default=None,
-        help="e5-small-offline, a local save_pretrained folder, or a hub id "
-        "(default: $NETRALITAS_ENCODER, else indobenchmark/indobert-base-p1)",
-    )
-    parser.add_argument(
         "--resume", action="store_true", help="continue from <out>.ckpt/ if it exists"
     )
 
