@@ -60,6 +60,13 @@ ROWS: tuple[Row, ...] = (
         cv=False,
     ),
     Row(
+        "ensemble-indobert",
+        "ensemble: TF-IDF + fine-tuned e5, weight on dev",
+        "ensemble",
+        ('members=["tfidf", "indobert"]',),
+        cv=False,
+    ),
+    Row(
         "indobert-noprefix",
         "fine-tuned e5, no prefix, 6 epochs",
         "indobert",
@@ -102,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoder", default="e5-small-offline")
     parser.add_argument("--cv-folds", type=int, default=5, help="0 skips cross-validation")
     parser.add_argument("--skip-transformer", action="store_true")
-    parser.add_argument("--reuse", action="store_true", help="keep models already trained")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep models (and CV figures) from an earlier run"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -114,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     from training.common import load_config
 
     rows = [r for r in ROWS if args.rows is None or r.slug in args.rows.split(",")]
+    previous = {}
+    if args.reuse and (args.out / "ablation.json").is_file():
+        previous = {
+            r["slug"]: r for r in json.loads((args.out / "ablation.json").read_text("utf-8"))
+        }
     if args.skip_transformer:
         rows = [r for r in rows if r.backend != "indobert"]
     results = []
@@ -135,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             "train_seconds": meta["train_seconds"],
             "model": str(folder),
         }
-        if row.cv and args.cv_folds:
+        if row.cv and args.cv_folds and "cv" in previous.get(row.slug, {}):
+            result["cv"] = previous[row.slug]["cv"]
+            result["cv_seconds"] = previous[row.slug].get("cv_seconds")
+        elif row.cv and args.cv_folds:
             started = time.perf_counter()
             log.info("=== %s: %d-fold CV", row.slug, args.cv_folds)
             result["cv"] = cv.cross_validate(

@@ -84,10 +84,16 @@ def fit(
         {"backend": name, "weight": wt, "meta": f.meta, "config": f.config}
         for name, f, wt in zip(names, fitted, weights, strict=True)
     ]
+    def after_save() -> None:
+        for f in fitted:
+            if f.after_save is not None:
+                f.after_save()  # e.g. a transformer member's checkpoints
+
     return Fitted(
         backend=backend,
         write_files=write,
         meta={"members": members_meta, "weight_search": table},
+        after_save=after_save,
     )
 
 
