@@ -17,6 +17,7 @@ import pytest
 pytest.importorskip("torch")
 
 from data.validate import DEFAULT_SPLITS_DIR
+from model import calibration
 from model.artifact import read_meta
 from model.registry import BACKENDS, load_predictor
 from model.schema import STANCES
@@ -105,7 +106,9 @@ def test_ensemble_scores_are_the_weighted_member_average(
     predictor = load_predictor(out)
     texts = [r["text"] for r in load_dataset()["test"]][:20]
     parts = predictor.backend.member_scores(texts)
-    got = predictor.scores(texts)
+    got = predictor.backend.scores(texts)  # raw; the Predictor calibrates on top
+    calibrated = calibration.apply(got, meta["calibration"])
+    np.testing.assert_allclose(predictor.scores(texts).categories, calibrated.categories)
     np.testing.assert_allclose(
         got.categories, w * parts[0].categories + (1 - w) * parts[1].categories
     )

@@ -25,6 +25,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from data.records import dumps_jsonl  # noqa: E402
+from model import calibration  # noqa: E402
 from model.artifact import verify_artifact  # noqa: E402
 from model.encoders import ENV_VAR, OFFLINE_E5, EncoderError, resolve_encoder  # noqa: E402
 from model.registry import load_predictor  # noqa: E402
@@ -112,7 +113,8 @@ def test_artifact_verifies_and_round_trips(run_a: TrainResult, splits: Path) -> 
     predictor = load_predictor(run_a.out)
     assert predictor.name == "indobert"
     texts = eval_texts(splits)
-    loaded, in_memory = predictor.scores(texts), run_a.backend.scores(texts)
+    # Raw backend scores (the Predictor adds the artifact's calibration on top).
+    loaded, in_memory = predictor.backend.scores(texts), run_a.backend.scores(texts)
     assert loaded.categories.dtype == np.float64
     assert np.array_equal(loaded.categories, in_memory.categories)
     assert np.array_equal(loaded.stance, in_memory.stance)
@@ -128,7 +130,8 @@ def test_meta_names_encoder_and_thresholds_are_the_tuned_ones(
     assert meta["config"]["encoder"] == str(tiny_encoder)
     assert meta["max_length"] == 64
     dev_texts, dev_cat, _ = label_arrays(load_dataset(splits)["dev"])
-    tuned, _how = tune_thresholds(run_a.backend.scores(dev_texts).categories, dev_cat)
+    dev_scores = calibration.apply(run_a.backend.scores(dev_texts), meta["calibration"])
+    tuned, _how = tune_thresholds(dev_scores.categories, dev_cat)
     assert meta["thresholds"] == tuned
     predictor = load_predictor(run_a.out)
     assert predictor.thresholds.tolist() == list(tuned.values())
@@ -196,7 +199,8 @@ def test_resume_after_interruption_matches_uninterrupted_run(
     assert meta["training"]["resumed"] is True
     assert meta["dev_metrics"] == run_a.meta["dev_metrics"]
     texts = eval_texts(splits)
-    resumed, uninterrupted = load_predictor(out).scores(texts), run_a.backend.scores(texts)
+    resumed = load_predictor(out).backend.scores(texts)
+    uninterrupted = run_a.backend.scores(texts)
     assert np.array_equal(resumed.categories, uninterrupted.categories)
     assert np.array_equal(resumed.stance, uninterrupted.stance)
 
