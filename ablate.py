@@ -34,6 +34,7 @@ class Row:
     backend: str
     overrides: tuple[str, ...] = ()
     cv: bool = True
+    members_from: tuple[str, ...] = ()  # slugs of earlier rows reused as ensemble members
 
 
 ROWS: tuple[Row, ...] = (
@@ -61,10 +62,10 @@ ROWS: tuple[Row, ...] = (
     ),
     Row(
         "ensemble-indobert",
-        "ensemble: TF-IDF + fine-tuned e5, weight on dev",
+        "ensemble: TF-IDF + fine-tuned e5 (`query: `), weight on dev",
         "ensemble",
-        ('members=["tfidf", "indobert"]',),
         cv=False,
+        members_from=("tfidf", "indobert-query"),
     ),
     Row(
         "indobert-noprefix",
@@ -135,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         module = runner.trainer(row.backend)
         config = load_config(module.DEFAULT_CONFIG, list(row.overrides))
         options = {"encoder": args.encoder} if runner.takes_encoder(row.backend) else {}
+        if row.members_from:
+            options["members_from"] = [args.out / "models" / slug for slug in row.members_from]
         folder = args.out / "models" / row.slug
         if not (args.reuse and (folder / "meta.json").is_file()):
             log.info("=== %s: training %s %s", row.slug, row.backend, list(row.overrides))

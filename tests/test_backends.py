@@ -16,6 +16,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+from data.records import DataError
 from data.validate import DEFAULT_SPLITS_DIR
 from model import calibration
 from model.artifact import read_meta
@@ -132,3 +133,33 @@ def test_authored_drop_trains_on_real_sentences_only(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="authored must be"):
         bad = load_config(module.DEFAULT_CONFIG, ['authored="sometimes"'])
         runner.train("tfidf", bad, DEFAULT_SPLITS_DIR, tmp_path / "bad")
+
+
+def test_ensemble_from_trained_members_checks_their_data(
+    tfidf_model_dir: Path, embed_lr_dir: Path, tmp_path: Path
+) -> None:
+    module = runner.trainer("ensemble")
+    config = load_config(module.DEFAULT_CONFIG)
+    members = [tfidf_model_dir, embed_lr_dir]
+    result = runner.train(
+        "ensemble", config, DEFAULT_SPLITS_DIR, tmp_path / "e", members_from=members
+    )
+    assert [m["backend"] for m in result.meta["members"]] == ["tfidf", "embed_lr"]
+    texts = [r["text"] for r in load_dataset()["test"]][:10]
+    w = result.meta["members"][0]["weight"]
+    want = w * load_predictor(tfidf_model_dir).backend.scores(texts).categories
+    want += (1 - w) * load_predictor(embed_lr_dir).backend.scores(texts).categories
+    np.testing.assert_allclose(
+        load_predictor(tmp_path / "e").backend.scores(texts).categories, want
+    )
+    other = load_config(runner.trainer("tfidf").DEFAULT_CONFIG, ['authored="drop"', "cv.folds=2"])
+    other["categories"]["C_grid"] = other["stance"]["C_grid"] = [4.0]
+    runner.train("tfidf", other, DEFAULT_SPLITS_DIR, tmp_path / "real-only")
+    with pytest.raises(DataError, match="not trained on these train and dev splits"):
+        runner.train(
+            "ensemble",
+            config,
+            DEFAULT_SPLITS_DIR,
+            tmp_path / "bad",
+            members_from=[tmp_path / "real-only", embed_lr_dir],
+        )

@@ -84,6 +84,13 @@ def trainer(name: str) -> ModuleType:
     return importlib.import_module(TRAINERS[name])
 
 
+def apply_authored(splits: dict[str, list[dict]], config: dict) -> dict[str, list[dict]]:
+    """The splits a backend sees: authored sentences left out when the config drops them."""
+    if authored_weight(config) == 0.0:
+        return dict(splits, train=[r for r in splits["train"] if r["source"] != "authored"])
+    return splits
+
+
 def takes_encoder(name: str) -> bool:
     """Whether backend `name` starts from a pretrained encoder (its fit takes `encoder`)."""
     return "encoder" in inspect.signature(trainer(name).fit).parameters
@@ -98,8 +105,7 @@ def fit_and_tune(
     """
     module = trainer(name)
     seed_everything(config["seed"])
-    if authored_weight(config) == 0.0:  # "drop": the backend never sees them
-        splits = dict(splits, train=[r for r in splits["train"] if r["source"] != "authored"])
+    splits = apply_authored(splits, config)
     if not splits["train"]:
         raise DataError("the train split is empty")
     fitted = module.fit(splits, config, Path(out), **options)
@@ -117,7 +123,7 @@ def train(name: str, config: dict, splits_dir: Path, out: Path, **options) -> Re
     module = trainer(name)
     started = time.perf_counter()
     seed = config["seed"]
-    splits = load_dataset(splits_dir)
+    splits = apply_authored(load_dataset(splits_dir), config)
     fitted, thresholds, how, metrics = fit_and_tune(name, splits, config, out, **options)
     seconds = time.perf_counter() - started
     meta = base_meta(
@@ -133,9 +139,7 @@ def train(name: str, config: dict, splits_dir: Path, out: Path, **options) -> Re
             "thresholds_tuned_on": f"dev split ({len(splits['dev'])} real sentences)",
             "train_sentences": {
                 "real": sum(r["source"] != "authored" for r in splits["train"]),
-                "authored": 0
-                if authored_weight(config) == 0.0
-                else sum(r["source"] == "authored" for r in splits["train"]),
+                "authored": sum(r["source"] == "authored" for r in splits["train"]),
                 "authored_weight": authored_weight(config),
             },
             **fitted.meta,

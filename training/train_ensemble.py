@@ -4,29 +4,43 @@
 
 Members are fitted by their own training modules (their default configs, this seed and
 authored setting, plus any `member_set.<backend>` overrides), so an ensemble never trains
-a member differently from the member alone.
+a member differently from the member alone. `--members-from A B` takes two models already
+trained on the same splits instead (checked by their seen-sentence hashes) and only
+chooses the weight: an ensemble with the fine-tuned transformer then costs seconds.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from data.records import DataError
 from model import exitcodes
 from model.encoders import EncoderError
 from model.ensemble import EnsembleBackend, member_dir
 from model.scorer import dev_metrics, label_arrays, tune_thresholds
 from training import runner
-from training.common import load_config
+from training.common import load_config, seen_hashes
 from training.runner import Fitted
 
 log = logging.getLogger("training.train_ensemble")
 NAME = "ensemble"
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "ensemble.toml"
 ERRORS = {EncoderError: exitcodes.MODEL}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--members-from",
+        nargs=2,
+        type=Path,
+        metavar="FOLDER",
+        help="use two already trained model folders as the members instead of fitting them",
+    )
 
 
 def choose_weight(parts, dev: list[dict], grid: list[float]) -> tuple[float, list[dict]]:
@@ -51,14 +65,43 @@ def choose_weight(parts, dev: list[dict], grid: list[float]) -> tuple[float, lis
     return float(best["weight"]), table
 
 
+def _trained_member(folder: Path, splits: dict[str, list[dict]]) -> Fitted:
+    """An already trained artifact as a member: verified, and trained on these splits
+    (its seen-sentence hashes must be exactly this train + dev)."""
+    from model.artifact import read_seen
+    from model.registry import load_predictor
+
+    predictor = load_predictor(folder)
+    if read_seen(Path(folder)) != set(seen_hashes(splits)):
+        raise DataError(f"{folder} was not trained on these train and dev splits")
+    skip = {"meta.json", "manifest.json", "seen_sentences.txt"}
+
+    def copy(target: Path) -> None:
+        for src in sorted(Path(folder).rglob("*")):
+            if src.is_file() and src.relative_to(folder).as_posix() not in skip:
+                dst = target / src.relative_to(folder)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+
+    return Fitted(backend=predictor.backend, write_files=copy, meta=predictor.meta)
+
+
 def fit(
-    splits: dict[str, list[dict]], config: dict, out: Path | None = None, encoder: str | None = None
+    splits: dict[str, list[dict]],
+    config: dict,
+    out: Path | None = None,
+    encoder: str | None = None,
+    members_from: list[Path] | None = None,
 ) -> Fitted:
+    """Fit (or, with `members_from`, reuse trained artifacts as) both members, then the weight."""
     names = list(config["members"])
+    fitted: list[Fitted] = []
+    if members_from:
+        fitted = [_trained_member(Path(f), splits) for f in members_from]
+        names = [f.meta["backend"] for f in fitted]
     if len(names) != 2:
-        raise ValueError(f"members must name two backends, got {names}")
-    fitted = []
-    for name in names:
+        raise ValueError(f"an ensemble takes two members, got {names}")
+    for name in names[len(fitted) :]:
         module = runner.trainer(name)
         member_config = load_config(
             module.DEFAULT_CONFIG, config.get("member_set", {}).get(name, [])
@@ -84,6 +127,7 @@ def fit(
         {"backend": name, "weight": wt, "meta": f.meta, "config": f.config}
         for name, f, wt in zip(names, fitted, weights, strict=True)
     ]
+
     def after_save() -> None:
         for f in fitted:
             if f.after_save is not None:
