@@ -89,16 +89,19 @@ def table(results: list[dict]) -> str:
     )
     lines = [head]
     for r in results:
-        cv = r.get("cv")
-        cv_cat = f"{cv['category_micro_f1']['mean']:.3f} ± {cv['category_micro_f1']['std']:.3f}"
-        cv_st = f"{cv['stance_macro_f1']['mean']:.3f} ± {cv['stance_macro_f1']['std']:.3f}"
+        cv = r.get("cv") or {}
+
+        def spread(key: str, cv: dict = cv) -> str:
+            return f"{cv[key]['mean']:.3f} ± {cv[key]['std']:.3f}" if key in cv else "-"
+
         t = r["test"]
         lines.append(
             f"| {r['what']} | `{r['backend']}` | {_f(r['dev']['category_micro_f1'])} "
             f"| {_f(r['dev']['stance_macro_f1'])} | {_f(t['category_micro_f1'])} "
             f"| {_f(t['category_macro_f1'])} | {_f(t['stance_macro_f1'])} "
             f"| {_f(t['category_ece'])} / {_f(t['stance_ece'])} "
-            f"| {cv_cat if cv else '-'} | {cv_st if cv else '-'} | {r['train_seconds']:.0f} |"
+            f"| {spread('category_micro_f1')} | {spread('stance_macro_f1')} "
+            f"| {r['train_seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"
 
