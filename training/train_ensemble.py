@@ -133,10 +133,14 @@ def fit(
             if f.after_save is not None:
                 f.after_save()  # e.g. a transformer member's checkpoints
 
+    # The version id hashes the recorded config: name the members' own versions or configs
+    # in it, so two ensembles of different members never share a version.
+    identity = [f.meta.get("version") or f.config for f in fitted]
     return Fitted(
         backend=backend,
         write_files=write,
         meta={"members": members_meta, "weight_search": table},
+        config={**config, "members": names, "member_identity": identity},
         after_save=after_save,
     )
 
