@@ -61,6 +61,13 @@ ROWS: tuple[Row, ...] = (
         cv=False,
     ),
     Row(
+        "indobert-real",
+        "fine-tuned e5 (`query: `), authored dropped",
+        "indobert",
+        ('authored="drop"',),
+        cv=False,
+    ),
+    Row(
         "ensemble-indobert",
         "ensemble: TF-IDF + fine-tuned e5 (`query: `), weight on dev",
         "ensemble",

@@ -212,3 +212,32 @@ def test_bootstrap_distribution_shape_and_empty_sample() -> None:
     with pytest.raises(ValueError, match="empty"):
         bootstrap_distribution(np.zeros((0, 2)), _accuracy, 10, seed=2)
     assert math.isclose(float(dist.mean()), 2 / 3, abs_tol=0.1)
+
+
+def test_our_metrics_agree_with_scikit_learn_on_random_labels() -> None:
+    """The scorer is ours (it also serves bootstrap counts), so pin it to the reference."""
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+    rng = np.random.default_rng(7)
+    y_true = rng.random((300, len(CATEGORIES))) < 0.2
+    y_pred = rng.random((300, len(CATEGORIES))) < 0.25
+    y_true[:, 3] = False  # a label with no gold positive: zero_division=0 on both sides
+    ours = multilabel_report(y_true, y_pred)
+    p, r, f, support = precision_recall_fscore_support(y_true, y_pred, zero_division=0)
+    for j, c in enumerate(CATEGORIES):
+        block = ours["per_label"][c]
+        assert (block["precision"], block["recall"], block["f1"]) == pytest.approx(
+            (p[j], r[j], f[j])
+        )
+        assert block["support"] == support[j]
+    assert ours["micro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="micro"))
+    assert ours["macro_f1"] == pytest.approx(
+        f1_score(y_true, y_pred, average="macro", zero_division=0)
+    )
+    s_true = rng.integers(0, len(STANCES), 300)
+    s_pred = rng.integers(0, len(STANCES), 300)
+    stance = stance_report(s_true, s_pred)
+    assert stance["accuracy"] == pytest.approx(accuracy_score(s_true, s_pred))
+    assert stance["macro_f1"] == pytest.approx(
+        f1_score(s_true, s_pred, average="macro", labels=range(len(STANCES)), zero_division=0)
+    )
