@@ -5,12 +5,15 @@ the same splitter `predict.py` uses, and every hand label is checked against the
 splitter produces now, so a change to the splitter that moves a sentence fails loudly
 instead of silently shifting labels.
 
-Splits are grouped by article and stored in `data/splits/assignment.json`. An article
-keeps its split forever once assigned; new real articles are assigned by a seeded search
-that favours label coverage in dev and test; authored sentences always go to train.
-Running the build twice gives byte-identical files.
+Splits are grouped by story (`data/stories.py`) and stored in
+`data/splits/assignment.json`. A story keeps its split once assigned; new stories are placed
+by a seeded search that first meets the dev/test minimums (`SPLIT_MINIMUMS`) and then keeps
+the shares near `TARGET_SHARE`; authored sentences always go to train. Any article or
+sentence on the evaluators' holdout list is refused (`data/holdout.py`). Running the build
+twice gives byte-identical files.
 
-    python -m data.build            # rebuild data/splits/*.jsonl and the data card tables
+    python -m data.build            # rebuild splits, stats, SOURCES.md and the card's tables
+    python -m data.build --resplit  # split every story anew (a new dataset version)
 """
 
 from __future__ import annotations
