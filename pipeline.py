@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from model.paths import REPO_ROOT
+from training.common import add_overrides_option
 
 log = logging.getLogger("pipeline")
 CONFIGS = REPO_ROOT / "training" / "configs"
@@ -64,14 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave out the fine-tuned transformer (indobert), the slow one on a CPU",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help='config override passed to every trainer (e.g. authored="drop")',
-    )
+    add_overrides_option(parser, 'config override passed to every trainer (authored="drop")')
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -81,6 +81,13 @@ def _parse_value(raw: str) -> object:
         return raw
 
 
+def add_overrides_option(parser, help_text: str = "override a config key, e.g. seed=7") -> None:
+    """The repeatable `--set section.key=value` option that `load_config` applies."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_text
+    )
+
+
 def load_config(path: Path, overrides: list[str] | None = None) -> dict:
     """A TOML config with `section.key=value` overrides applied (unknown keys refused)."""
     try:

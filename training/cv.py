@@ -34,7 +34,7 @@ from model.paths import REPO_ROOT
 from model.schema import CATEGORIES
 from model.scorer import calibration_bins, label_arrays, multilabel_report, stance_report
 from training import runner
-from training.common import load_config, load_dataset
+from training.common import add_overrides_option, load_config, load_dataset
 
 log = logging.getLogger("training.cv")
 FIGURES = (
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_SPLITS_DIR)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--encoder", default=None, help="for backends that take an encoder")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    add_overrides_option(parser)
     parser.add_argument("--out", type=Path, default=None, help="default runs/cv/<backend>.json")
     args = parser.parse_args(argv)
     logging.basicConfig(

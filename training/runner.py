@@ -38,6 +38,7 @@ from model.paths import REPO_ROOT
 from model.predictor import Backend
 from model.scorer import dev_metrics, label_arrays, tune_thresholds
 from training.common import (
+    add_overrides_option,
     authored_weight,
     data_fingerprint,
     load_config,
@@ -180,14 +181,7 @@ def main(name: str, argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=module.DEFAULT_CONFIG)
     parser.add_argument("--data", type=Path, default=DEFAULT_SPLITS_DIR, help="splits folder")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "models" / name)
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. seed=7",
-    )
+    add_overrides_option(parser)
     if takes_encoder(name):
         parser.add_argument(
             "--encoder",
