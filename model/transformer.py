@@ -26,12 +26,15 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+from transformers import PreTrainedConfig, PreTrainedModel
+from transformers.utils import ModelOutput
 
 from model.predictor import Scores
 from model.schema import CATEGORIES, STANCES
@@ -61,20 +64,81 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return summed / weights.sum(dim=1).clamp(min=1.0)
 
 
-class TaggerModel(nn.Module):
-    """Encoder + mean pooling + dropout + category head (8 logits) + stance head (3 logits)."""
+class TaggerConfig(PreTrainedConfig):
+    """The tagger's own settings: the encoder's config (as a dict) plus heads and loss.
 
-    def __init__(self, encoder: nn.Module, dropout: float = 0.1) -> None:
-        super().__init__()
-        prefix = getattr(encoder, "base_model_prefix", "") or _FALLBACK_PREFIX
-        if prefix in {"encoder", "dropout", "category_head", "stance_head"}:
-            prefix = _FALLBACK_PREFIX
-        self.encoder_prefix = prefix
-        self.add_module(prefix, encoder)
+    The loss weights live here because `forward` returns the joint loss (what
+    `transformers.Trainer` expects of a model); they are derived from the train split by
+    the trainer and have no effect on inference.
+    """
+
+    model_type = "netralitas-tagger"
+    encoder: dict | None = None
+    encoder_prefix: str = _FALLBACK_PREFIX
+    dropout: float = 0.1
+    category_weight: float = 1.0
+    stance_weight: float = 1.0
+    pos_weight: list | None = None  # per category, BCE pos_weight; None = 1
+    stance_class_weight: list | None = None  # per stance, CE weight; None = 1
+
+
+@dataclass
+class TaggerOutput(ModelOutput):
+    """Joint loss (when labels are given), category logits (B, 8), stance logits (B, 3)."""
+
+    loss: torch.Tensor | None = None
+    category_logits: torch.Tensor | None = None
+    stance_logits: torch.Tensor | None = None
+
+
+def encoder_prefix_of(encoder: nn.Module) -> str:
+    """Where the encoder sits in the tagger's state: its `base_model_prefix` (`bert`, ...)."""
+    prefix = getattr(encoder, "base_model_prefix", "") or _FALLBACK_PREFIX
+    reserved = {"encoder", "dropout", "category_head", "stance_head", "config"}
+    return _FALLBACK_PREFIX if prefix in reserved else prefix
+
+
+class TaggerModel(PreTrainedModel):
+    """Encoder + mean pooling + dropout + category head (8 logits) + stance head (3 logits).
+
+    A `PreTrainedModel` so that `transformers.Trainer` drives it as it does any HF model:
+    `forward(..., labels_cat, labels_stance)` returns the joint loss, BCE-with-logits over
+    the categories (pos_weight per category) plus cross-entropy over the stances (class
+    weights), weighted by `category_weight` / `stance_weight`.
+    """
+
+    config_class = TaggerConfig
+    base_model_prefix = "tagger"
+    main_input_name = "input_ids"
+
+    def __init__(self, config: TaggerConfig, encoder: nn.Module | None = None) -> None:
+        super().__init__(config)
+        if encoder is None:
+            from transformers import AutoConfig, AutoModel
+
+            enc_cfg = AutoConfig.for_model(**config.encoder)
+            encoder = _auto_model(AutoModel.from_config, enc_cfg)
+        self.encoder_prefix = config.encoder_prefix
+        self.add_module(self.encoder_prefix, encoder)
         hidden = int(encoder.config.hidden_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(config.dropout)
         self.category_head = nn.Linear(hidden, len(CATEGORIES))
         self.stance_head = nn.Linear(hidden, len(STANCES))
+        self.post_init()
+
+    @classmethod
+    def wrap(cls, encoder: nn.Module, dropout: float = 0.1, **loss) -> TaggerModel:
+        """A tagger around an already built (pretrained) encoder."""
+        config = TaggerConfig(
+            encoder=encoder.config.to_dict(),
+            encoder_prefix=encoder_prefix_of(encoder),
+            dropout=dropout,
+            **loss,
+        )
+        return cls(config, encoder)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Nothing to do: the encoder comes pretrained, the heads keep torch's default init."""
 
     @property
     def encoder(self) -> nn.Module:
@@ -82,12 +146,30 @@ class TaggerModel(nn.Module):
         return getattr(self, self.encoder_prefix)
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Category logits (batch, 8) and stance logits (batch, 3), both float32."""
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels_cat: torch.Tensor | None = None,
+        labels_stance: torch.Tensor | None = None,
+    ) -> TaggerOutput:
+        """Logits in float32; the joint loss too when both label tensors are given."""
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
         pooled = self.dropout(mean_pool(out.last_hidden_state, attention_mask))
-        return self.category_head(pooled).float(), self.stance_head(pooled).float()
+        cat = self.category_head(pooled).float()
+        stance = self.stance_head(pooled).float()
+        loss = None
+        if labels_cat is not None and labels_stance is not None:
+            cfg = self.config
+            pos_weight = cat.new_tensor(cfg.pos_weight) if cfg.pos_weight else None
+            class_weight = (
+                stance.new_tensor(cfg.stance_class_weight) if cfg.stance_class_weight else None
+            )
+            bce = nn.functional.binary_cross_entropy_with_logits(
+                cat, labels_cat.float(), pos_weight=pos_weight
+            )
+            ce = nn.functional.cross_entropy(stance, labels_stance.long(), weight=class_weight)
+            loss = self.config.category_weight * bce + self.config.stance_weight * ce
+        return TaggerOutput(loss=loss, category_logits=cat, stance_logits=stance)
 
 
 # --------------------------------------------------------------------------- building
@@ -245,9 +327,9 @@ class TransformerBackend:
             with torch.inference_mode():
                 for idx in tqdm(batches, desc="scoring", unit="batch", disable=not show):
                     ids, mask = pad_batch([encoded[i] for i in idx], self.pad_id, self.device)
-                    c, s = self.model(ids, mask)
-                    cat[idx] = c.cpu().numpy()  # restore input order
-                    stance[idx] = s.cpu().numpy()
+                    out = self.model(ids, mask)
+                    cat[idx] = out.category_logits.cpu().numpy()  # restore input order
+                    stance[idx] = out.stance_logits.cpu().numpy()
         finally:
             self.model.train(was_training)
         return cat, stance
@@ -297,7 +379,7 @@ def load_backend(folder: Path, meta: dict) -> TransformerBackend:
 
     folder = Path(folder)
     device = pick_device()
-    model = TaggerModel(encoder_from_config(folder), dropout=0.0)
+    model = TaggerModel.wrap(encoder_from_config(folder), dropout=0.0)
     load_model(model, str(folder / WEIGHTS_FILE), strict=True, device="cpu")
     model.to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)

