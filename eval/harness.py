@@ -6,10 +6,10 @@ without touching this file. It never tunes anything: thresholds come from each a
 meta.json (tuned on dev by the trainer), and the model list is whatever the caller passes.
 
 Order of work, each step refusing early with the exit code the CLI documents:
-1. read and validate the data file (line-numbered problems; `DataError` -> exit 1);
-2. verify every model folder's manifest and meta.json (`ArtifactError` -> exit 3);
+1. read and validate the data file (line-numbered problems; `DataError` -> exit 3);
+2. verify every model folder's manifest and meta.json (`ArtifactError` -> exit 4);
 3. refuse a file that shares sentences with a model's train/dev data (`OverlapError`,
-   exit 1) unless the caller allows it, in which case the result carries a warning;
+   exit 3) unless the caller allows it, in which case the result carries a warning;
 4. load the models, score, decide; compute metrics, bootstrap intervals, paired tests
    and calibration;
 5. optionally time each model (kept under one key so everything else is deterministic).
@@ -222,12 +222,9 @@ def folder_size(path: Path) -> int:
 
 
 def parameter_count(meta: dict) -> int | None:
-    """Trainable parameters if the artifact records them (backends differ in the key)."""
-    for key in ("parameters", "num_parameters", "n_parameters"):
-        value = meta.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return None
+    """Parameters if the artifact records them (the transformer's `meta["parameters"]`)."""
+    value = meta.get("parameters")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 # --- overlap -------------------------------------------------------------------------------

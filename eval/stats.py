@@ -1,49 +1,79 @@
 """Uncertainty and calibration: bootstrap intervals, paired tests, McNemar, ECE.
 
-NumPy and the standard library only, and every random draw comes from
-`numpy.random.default_rng(seed)`, so the same inputs and seed give the same numbers on any
-machine; `metrics.json` is compared byte for byte between runs.
+Resampling is `scipy.stats.bootstrap` (percentile intervals) with a generator seeded from
+`seed`, so the same inputs and seed give the same numbers on any machine; `metrics.json`
+is compared byte for byte between runs.
 
 Why a bootstrap over sentences: our test sets are a few dozen to a few thousand sentences,
 too few for normal approximations of F1 (a ratio of counts with a bounded, skewed
 distribution). Every statistic here is a function of counts that add up over sentences
-(see `model.scorer.category_counts`), so one resample is a weight vector (how often each
-sentence was drawn) and a statistic of a resample is `weights @ per_sentence_counts`.
+(see `model.scorer.category_counts`), so SciPy resamples sentence *indices* and the
+statistic of a resample is the statistic of the summed counts of the drawn sentences.
 Two models evaluated with the same seed see exactly the same resamples, which is what makes
 the paired comparison paired.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 
-# Resampled weight rows held in memory at once are capped at this many numbers (~32 MB).
+# Resampled counts held in memory at once are capped at this many numbers (~32 MB).
 _CHUNK_CELLS = 4_000_000
 
 Statistic = Callable[[np.ndarray], np.ndarray]
 
 
-def resample_weights(n: int, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
-    """Bootstrap resamples of n items as count weights, in chunks of shape (m, n).
+def _index_bootstrap(
+    n: int,
+    statistic_of_indices: Callable[[np.ndarray], np.ndarray],
+    n_resamples: int,
+    seed: int,
+    cells_per_item: int,
+    confidence: float = 0.95,
+):
+    """`scipy.stats.bootstrap` over the item indices 0..n-1 (percentile method)."""
+    from scipy.stats import bootstrap
 
-    Row r says how many times each item was drawn in resample r (rows sum to n). Chunking
-    depends only on n, so the stream is the same for the same (n, n_resamples, seed).
-    """
     if n <= 0:
         raise ValueError("cannot bootstrap an empty sample")
     if n_resamples <= 0:
         raise ValueError("n_resamples must be positive")
-    rng = np.random.default_rng(seed)
-    chunk = max(1, min(n_resamples, _CHUNK_CELLS // n))
-    done = 0
-    while done < n_resamples:
-        m = min(chunk, n_resamples - done)
-        draws = rng.integers(0, n, size=(m, n))
-        flat = (draws + n * np.arange(m)[:, None]).ravel()
-        yield np.bincount(flat, minlength=m * n).reshape(m, n).astype(np.float64)
-        done += m
+
+    def on_indices(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        idx = np.asarray(idx, dtype=np.intp)
+        values = statistic_of_indices(np.atleast_2d(idx))
+        return values if idx.ndim > 1 else values[0]
+
+    return bootstrap(
+        (np.arange(n),),
+        on_indices,
+        n_resamples=n_resamples,
+        batch=max(1, _CHUNK_CELLS // (n * cells_per_item)),
+        vectorized=True,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+
+
+def _summed(per_item: np.ndarray, statistic: Statistic) -> Callable[[np.ndarray], np.ndarray]:
+    """Statistic of resampled index rows (m, n): the summed counts of the drawn items."""
+    flat = per_item.reshape(per_item.shape[0], -1)
+
+    def of_indices(idx: np.ndarray) -> np.ndarray:
+        sums = flat[idx].sum(axis=1).reshape((idx.shape[0], *per_item.shape[1:]))
+        return np.asarray(statistic(sums), dtype=np.float64)
+
+    return of_indices
+
+
+def _checked(per_item: np.ndarray) -> np.ndarray:
+    per_item = np.asarray(per_item, dtype=np.float64)
+    if per_item.shape[0] == 0:
+        raise ValueError("cannot bootstrap an empty sample")
+    return per_item
 
 
 def bootstrap_distribution(
@@ -54,29 +84,16 @@ def bootstrap_distribution(
     `per_item` has shape (n, ...) and holds additive per-item contributions (counts);
     `statistic` maps summed contributions of shape (m, ...) to m values.
     """
-    per_item = np.asarray(per_item, dtype=np.float64)
-    n = per_item.shape[0]
-    if n == 0:
-        raise ValueError("cannot bootstrap an empty sample")
-    flat = per_item.reshape(n, -1)
-    out = []
-    for weights in resample_weights(n, n_resamples, seed):
-        sums = (weights @ flat).reshape((weights.shape[0], *per_item.shape[1:]))
-        out.append(np.asarray(statistic(sums), dtype=np.float64))
-    return np.concatenate(out)
+    per_item = _checked(per_item)
+    n, cells = per_item.shape[0], max(1, per_item[0].size)
+    res = _index_bootstrap(n, _summed(per_item, statistic), n_resamples, seed, cells)
+    return np.asarray(res.bootstrap_distribution, dtype=np.float64)
 
 
 def point_estimate(per_item: np.ndarray, statistic: Statistic) -> float:
     """The statistic on the full sample (every item once)."""
     per_item = np.asarray(per_item, dtype=np.float64)
     return float(statistic(per_item.sum(axis=0)[None, ...])[0])
-
-
-def percentile_interval(dist: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval (linear interpolation between order statistics)."""
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(dist, [tail, 100.0 - tail])
-    return float(low), float(high)
 
 
 def bootstrap_ci(
@@ -87,9 +104,11 @@ def bootstrap_ci(
     confidence: float = 0.95,
 ) -> dict:
     """Point estimate and percentile bootstrap interval of one statistic."""
-    dist = bootstrap_distribution(per_item, statistic, n_resamples, seed)
-    low, high = percentile_interval(dist, confidence)
-    return {"estimate": point_estimate(per_item, statistic), "low": low, "high": high}
+    per_item = _checked(per_item)
+    n, cells = per_item.shape[0], max(1, per_item[0].size)
+    res = _index_bootstrap(n, _summed(per_item, statistic), n_resamples, seed, cells, confidence)
+    low, high = res.confidence_interval
+    return {"estimate": point_estimate(per_item, statistic), "low": float(low), "high": float(high)}
 
 
 def paired_bootstrap(
@@ -109,20 +128,24 @@ def paired_bootstrap(
     """
     if np.shape(per_item_a) != np.shape(per_item_b):
         raise ValueError("paired bootstrap needs the same items for both models")
-    dist_a = bootstrap_distribution(per_item_a, statistic, n_resamples, seed)
-    dist_b = bootstrap_distribution(per_item_b, statistic, n_resamples, seed)
-    est_a, est_b = point_estimate(per_item_a, statistic), point_estimate(per_item_b, statistic)
+    a, b = _checked(per_item_a), _checked(per_item_b)
+    stat_a, stat_b = _summed(a, statistic), _summed(b, statistic)
+    n, cells = a.shape[0], 2 * max(1, a[0].size)
+    res = _index_bootstrap(
+        n, lambda idx: stat_a(idx) - stat_b(idx), n_resamples, seed, cells, confidence
+    )
+    est_a, est_b = point_estimate(a, statistic), point_estimate(b, statistic)
     diff = est_a - est_b
-    deltas = dist_a - dist_b
-    low, high = percentile_interval(deltas, confidence)
+    deltas = np.asarray(res.bootstrap_distribution, dtype=np.float64)
+    low, high = res.confidence_interval
     # A tiny tolerance keeps float noise from deciding ties such as d* == 2d.
     extreme = int(np.sum(np.abs(deltas - diff) >= abs(diff) - 1e-12))
     return {
         "a": est_a,
         "b": est_b,
         "diff": diff,
-        "low": low,
-        "high": high,
+        "low": float(low),
+        "high": float(high),
         "p_value": (1 + extreme) / (n_resamples + 1),
     }
 

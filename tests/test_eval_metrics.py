@@ -13,7 +13,6 @@ from eval.stats import (
     mcnemar,
     mcnemar_from_counts,
     paired_bootstrap,
-    resample_weights,
 )
 from model.schema import CATEGORIES, STANCES
 from model.scorer import (
@@ -164,13 +163,17 @@ def _accuracy(sums: np.ndarray) -> np.ndarray:
     return sums[:, 0] / sums[:, 1]
 
 
-def test_resample_weights_are_draws_with_replacement() -> None:
-    chunks = list(resample_weights(7, 50, seed=1))
-    weights = np.concatenate(chunks)
-    assert weights.shape == (50, 7)
-    assert (weights.sum(axis=1) == 7).all() and (weights >= 0).all()
-    again = np.concatenate(list(resample_weights(7, 50, seed=1)))
-    assert np.array_equal(weights, again)
+def test_bootstrap_of_summed_counts_equals_resampling_the_items() -> None:
+    """Accuracy from resampled (hit, 1) counts = SciPy's bootstrap of the mean of the flags."""
+    from scipy.stats import bootstrap
+
+    flags = np.array([1] * 23 + [0] * 9, dtype=float)
+    ours = bootstrap_ci(_hits(flags), _accuracy, n_resamples=400, seed=5)
+    plain = bootstrap(
+        (flags,), np.mean, n_resamples=400, method="percentile", rng=np.random.default_rng(5)
+    )
+    assert ours["low"] == pytest.approx(plain.confidence_interval.low, abs=1e-12)
+    assert ours["high"] == pytest.approx(plain.confidence_interval.high, abs=1e-12)
 
 
 def test_bootstrap_ci_contains_the_estimate_and_is_seeded() -> None:
