@@ -50,6 +50,9 @@ SPLIT_MINIMUMS: dict[str, dict[str, int]] = {
     "dev": {"sentences": 300, "category": 10},
 }
 CARD_START, CARD_END = "<!-- stats:start -->", "<!-- stats:end -->"
+# Articles labelled by selection (active learning; written by `data.labelstudio import
+# --partial`): their unlabelled sentences are left out instead of failing the build.
+PARTIAL_FILE = "partial.json"
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,17 @@ def article_sentences(paths: Paths, holdout: Holdout | None) -> tuple[dict, dict
     return articles, sentences
 
 
+def partial_articles(paths: Paths) -> set[str]:
+    """Ids of articles labelled by selection (`labels/partial.json`; none if absent)."""
+    path = paths.labels / PARTIAL_FILE
+    if not path.exists():
+        return set()
+    try:
+        return set(json.loads(path.read_text(encoding="utf-8"))["articles"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: unreadable list of partially labelled articles ({exc})") from exc
+
+
 def real_records(paths: Paths, holdout: Holdout | None = None) -> list[dict]:
     """Hand-labelled sentences with their story, each checked against the splitter's output.
 
@@ -117,6 +131,8 @@ def real_records(paths: Paths, holdout: Holdout | None = None) -> list[dict]:
     articles, sentences = article_sentences(paths, holdout)
     story_of = cluster_stories(sentences, {a: m.get("story", "") for a, m in articles.items()})
     dropped = duplicate_positions(sentences, story_of)
+    partial = partial_articles(paths)
+    left_out = 0
     labelled: dict[tuple[str, int], dict] = {}
     for label_file in sorted(paths.labels.glob("*.jsonl")):
         for rec in read_jsonl(label_file):
@@ -127,6 +143,9 @@ def real_records(paths: Paths, holdout: Holdout | None = None) -> list[dict]:
             rec = labelled.pop((article_id, position), None)
             if position in dropped.get(article_id, ()):
                 continue  # a repeat within the story: never labelled, never counted
+            if rec is None and article_id in partial:
+                left_out += 1
+                continue
             if rec is None:
                 raise DataError(f"{article_id}: sentence {position} has no label: {text!r}")
             if rec["text"] != text:
@@ -138,6 +157,8 @@ def real_records(paths: Paths, holdout: Holdout | None = None) -> list[dict]:
     if labelled:
         extra = sorted(labelled)[:5]
         raise DataError(f"labels for sentences the splitter no longer produces: {extra}")
+    if left_out:
+        log.info("left out %d unlabelled sentence(s) of partially labelled articles", left_out)
     return out
 
 
