@@ -3,16 +3,19 @@
     python -m eval --model models/tfidf --model models/indobert [--data data/splits/test.jsonl]
                    [--out runs/eval] [--seed 13] [--bootstrap 1000] [--allow-overlap]
                    [--no-timing] [--timing-seconds 2] [--latency-calls 200] [--batch-size 32]
+                   [--expect-version VERSION ...] [--expect-sha256 HEX ...]
 
 `--model` takes a backend name (its default folder under `models/`) or a model folder, and
-may be repeated. `--data` is any JSONL file in the dataset format (default: the test split).
+may be repeated. `--expect-version` / `--expect-sha256` (the SHA-256 of manifest.json), given
+once per `--model` in the same order, refuse any other model with exit 4 before loading.
+`--data` is any JSONL file in the dataset format (default: the test split).
 The run folder gets metrics.json, report.md, report.html, errors.jsonl and PNG charts; see
 `eval/report.py` for the metrics.json keys.
 
 Exit codes (`model/exitcodes.py`): 0 ok; 3 data error (unreadable or invalid file, overlap
 with a model's training data without --allow-overlap, or an output folder that cannot be
-written); 2 usage error; 4 model error (missing, incomplete or tampered model folder, or a
-backend that cannot load).
+written); 2 usage error; 4 model error (missing, incomplete or tampered model folder, not the
+pinned model, or a backend that cannot load).
 """
 
 from __future__ import annotations
@@ -85,7 +88,34 @@ def _parser() -> argparse.ArgumentParser:
         help="single-sentence calls per model for latency percentiles",
     )
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument(
+        "--expect-version",
+        action="append",
+        default=[],
+        metavar="VERSION",
+        help="the version of each --model, in order: any other is refused (exit 4)",
+    )
+    parser.add_argument(
+        "--expect-sha256",
+        action="append",
+        default=[],
+        metavar="HEX",
+        help="the SHA-256 of each --model's manifest.json, in order: any other is refused",
+    )
     return parser
+
+
+def check_model_pins(args: argparse.Namespace) -> None:
+    """Refuse (ArtifactError) a model folder that is not the pinned one, before loading."""
+    from model.artifact import check_pins
+    from model.registry import resolve_model
+
+    for i, spec in enumerate(args.models):
+        check_pins(
+            resolve_model(spec),
+            version=args.expect_version[i] if args.expect_version else None,
+            sha256=args.expect_sha256[i] if args.expect_sha256 else None,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +133,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    for flag, pins in (
+        ("--expect-version", args.expect_version),
+        ("--expect-sha256", args.expect_sha256),
+    ):
+        if pins and len(pins) != len(args.models):
+            print(f"eval: error: give {flag} once per --model, or not at all", file=sys.stderr)
+            return EXIT_USAGE
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -114,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             latency_calls=args.latency_calls,
         )
     try:
+        check_model_pins(args)
         result = evaluate(
             args.models,
             args.data,

@@ -5,7 +5,8 @@ Every backend saves through `save_artifact` and every tool loads through
 The manifest is verified *before* any joblib/pickle/torch file is opened: unpickling runs
 code, so a tampered or half-copied folder must be refused first, with a message that says
 which file is wrong. Saving goes through `model.fsutil.atomic_directory`, so a crash leaves
-either the old complete folder or the new one, never a mix.
+either the old complete folder or the new one, never a mix. `check_pins` refuses a folder
+that is not the one a caller pinned (by version, or by the SHA-256 of its manifest).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import os
 import platform
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 from model.fsutil import atomic_directory, default_file_mode, sha256_file
@@ -37,6 +37,8 @@ class ArtifactError(RuntimeError):
 
 def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
     """Installed versions of the libraries that shape a model's behaviour."""
+    from importlib import metadata  # ~20 ms to import; only training needs it
+
     out = {"python": platform.python_version()}
     for name in names:
         try:
@@ -152,6 +154,48 @@ def read_meta(folder: Path) -> dict:
             f"(schema_version {meta.get('schema_version')}, labels {meta.get('categories')})"
         )
     return meta
+
+
+def manifest_sha256(folder: Path) -> str:
+    """SHA-256 of a model folder's manifest.json: one value that pins every file in it.
+
+    The manifest lists the SHA-256 of every other file, so a caller holding this hash
+    holds the whole folder: change any file and either the manifest no longer matches it
+    (`verify_artifact` refuses) or the manifest itself changed (this hash differs).
+    """
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(f"{folder}: no {MANIFEST}; not a netralitas model folder")
+    return sha256_file(path)
+
+
+def check_pins(folder: Path, *, version: str | None = None, sha256: str | None = None) -> None:
+    """Refuse a model folder that is not the one the caller pinned (before loading it).
+
+    The manifest checks a folder against itself, which catches corruption but not a
+    swapped folder: whoever can replace the files can write a matching manifest. A caller
+    who pins `sha256` (of manifest.json, see `manifest_sha256`) or `version` (meta.json's
+    12-hex id) gets exactly that model or an ArtifactError. The version is read here from
+    meta.json, which the loading that follows verifies against the manifest.
+    """
+    folder = Path(folder)
+    if sha256 is not None:
+        got = manifest_sha256(folder)
+        if got != sha256.strip().lower():
+            raise ArtifactError(
+                f"{folder}: {MANIFEST} has SHA-256 {got}, but {sha256} was pinned: "
+                "not the pinned model (swapped, retrained or edited)"
+            )
+    if version is not None:
+        try:
+            found = json.loads((folder / META).read_text(encoding="utf-8")).get("version")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise ArtifactError(f"{folder}: cannot read the version in {META} ({exc})") from exc
+        if found != version:
+            raise ArtifactError(
+                f"{folder}: model version {found!r}, but {version!r} was pinned: "
+                "not the pinned model"
+            )
 
 
 def write_seen(folder: Path, hashes: list[str]) -> None:

@@ -335,12 +335,12 @@ def test_tampered_or_missing_model_exits_4(
 ) -> None:
     folder = tmp_path / "copy"
     shutil.copytree(tfidf_model_dir, folder)
-    blob = bytearray((folder / "model.joblib").read_bytes())
+    blob = bytearray((folder / "tfidf.safetensors").read_bytes())
     blob[len(blob) // 2] ^= 0x01
-    (folder / "model.joblib").write_bytes(bytes(blob))
+    (folder / "tfidf.safetensors").write_bytes(bytes(blob))
     out = tmp_path / "run"
     assert main(["--model", str(folder), "--out", str(out), "--no-timing"]) == 4
-    assert "model.joblib does not match its SHA-256" in capsys.readouterr().err
+    assert "tfidf.safetensors does not match its SHA-256" in capsys.readouterr().err
     assert main(["--model", "bert-besar", "--out", str(out)]) == 4
     assert "unknown model 'bert-besar'" in capsys.readouterr().err
     assert main(["--model", str(tmp_path / "nothing"), "--out", str(out)]) == 4

@@ -6,7 +6,9 @@ refused before the model is loaded, so those runs are cheap; the rest pay a cold
 
 from __future__ import annotations
 
+import hashlib
 import json
+import pickle
 import queue
 import shutil
 import subprocess
@@ -417,11 +419,155 @@ def test_unknown_model_name_exits_4() -> None:
 def test_tampered_model_folder_exits_4(tfidf_model_dir: Path, tmp_path: Path) -> None:
     folder = tmp_path / "tampered"
     shutil.copytree(tfidf_model_dir, folder)
-    weights = folder / "model.joblib"
+    weights = folder / "tfidf.safetensors"
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0x01
     weights.write_bytes(bytes(data))
     proc = run_cli(folder, "ASN netral.")
     assert proc.returncode == 4
-    assert "model.joblib does not match its SHA-256" in proc.stderr.decode()
+    assert "tfidf.safetensors does not match its SHA-256" in proc.stderr.decode()
     assert proc.stdout == b""
+
+
+# --------------------------------------------------------------------------- trust: pins, pickle
+
+
+def manifest_sha256(folder: Path) -> str:
+    return hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()
+
+
+def swapped_copy(src: Path, dst: Path) -> Path:
+    """A copy with other weights and a manifest rewritten to match, as an attacker (or a
+    careless deploy) would leave it: the manifest check alone cannot tell."""
+    from safetensors.numpy import load_file, save_file
+
+    from model.fsutil import sha256_file
+
+    shutil.copytree(src, dst)
+    weights = dst / "tfidf.safetensors"
+    arrays = load_file(str(weights))
+    arrays["categories.intercept"] = arrays["categories.intercept"] + 9.0  # flag (nearly) all
+    save_file(arrays, str(weights))
+    manifest = json.loads((dst / "manifest.json").read_text())
+    manifest["files"]["tfidf.safetensors"] = sha256_file(weights)
+    (dst / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return dst
+
+
+def test_pins_refuse_a_swapped_folder_that_passes_the_manifest(
+    tfidf_model_dir: Path, meta: dict, tmp_path: Path
+) -> None:
+    pin = manifest_sha256(tfidf_model_dir)
+    swapped = swapped_copy(tfidf_model_dir, tmp_path / "swapped")
+    # The manifest check passes: the swapped model loads and scores otherwise.
+    original = records(run_cli(tfidf_model_dir, "Cuaca cerah hari ini."))[0]
+    loose = records(run_cli(swapped, "Cuaca cerah hari ini."))[0]
+    assert all(
+        loose["category_scores"][c] > original["category_scores"][c] + 0.1 for c in CATEGORIES
+    )
+    # The same version id (meta.json was not touched), so only the hash pin catches it.
+    same_version = run_cli(swapped, "--expect-version", meta["version"], "Cuaca cerah.")
+    assert same_version.returncode == 0
+    proc = run_cli(swapped, "--expect-sha256", pin, "Cuaca cerah hari ini.")
+    assert proc.returncode == 4 and proc.stdout == b""
+    assert f"but {pin} was pinned" in proc.stderr.decode()
+    stream = Stream("--model", str(swapped), "--expect-sha256", pin)
+    code, err = stream.close()
+    assert code == 4 and "was pinned" in err
+
+
+def test_right_pins_pass_and_wrong_ones_exit_4(
+    tfidf_model_dir: Path, meta: dict, tmp_path: Path
+) -> None:
+    pin, version = manifest_sha256(tfidf_model_dir), meta["version"]
+    text = "ASN dilarang kampanye. Camat hadir di deklarasi paslon."
+    plain = run_cli(tfidf_model_dir, text)
+    pinned = run_cli(
+        tfidf_model_dir, "--expect-sha256", pin.upper(), "--expect-version", version, text
+    )
+    assert plain.returncode == pinned.returncode == 0 and pinned.stdout == plain.stdout
+    wrong_version = run_cli(tfidf_model_dir, "--expect-version", "0123456789ab", text)
+    assert wrong_version.returncode == 4 and wrong_version.stdout == b""
+    assert f"model version '{version}', but '0123456789ab' was pinned" in (
+        wrong_version.stderr.decode()
+    )
+    wrong_hash = run_cli(tfidf_model_dir, "--expect-sha256", "0" * 64, text)
+    assert wrong_hash.returncode == 4 and "was pinned" in wrong_hash.stderr.decode()
+    # A byte changed in the weights: the manifest refuses it, pinned or not.
+    tampered = tmp_path / "tampered"
+    shutil.copytree(tfidf_model_dir, tampered)
+    blob = bytearray((tampered / "tfidf.safetensors").read_bytes())
+    blob[-1] ^= 0x01
+    (tampered / "tfidf.safetensors").write_bytes(bytes(blob))
+    proc = run_cli(tampered, "--expect-sha256", pin, "--expect-version", version, text)
+    assert proc.returncode == 4 and "does not match its SHA-256" in proc.stderr.decode()
+    # Not a SHA-256 at all: a usage error, before anything is read.
+    bad = run_cli(tfidf_model_dir, "--expect-sha256", "abc", text)
+    assert bad.returncode == 2 and b"64 hex digits" in bad.stderr
+
+
+def test_an_old_pickled_model_exits_4_asking_to_retrain(
+    tfidf_model_dir: Path, tmp_path: Path
+) -> None:
+    from model.artifact import read_meta, save_artifact
+
+    marker = tmp_path / "pickle-ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.mkdir, (marker,))
+
+    def write(target: Path) -> None:
+        (target / "model.joblib").write_bytes(pickle.dumps(Evil()))
+
+    folder = save_artifact(tmp_path / "old", write, read_meta(tfidf_model_dir))
+    proc = run_cli(folder, "ASN netral.")
+    assert proc.returncode == 4 and proc.stdout == b""
+    err = proc.stderr.decode()
+    assert "joblib pickle" in err and "python -m training.train_tfidf" in err
+    assert not marker.exists()
+
+
+# Runs predict.py as `python predict.py` would, recording every unpickling: the audit event
+# `pickle.find_class` (raised by the C and the Python unpickler whenever a pickle names a
+# class or function, which any code-running pickle must) and calls of the Python-level
+# entry points; then proves the recorder works by unpickling once itself.
+UNPICKLE_PROBE = """
+import json, pathlib, pickle, runpy, sys
+events = []
+sys.addaudithook(lambda event, args: events.append(event) if event.startswith("pickle") else None)
+for name in ("load", "loads"):
+    def spy(*args, _real=getattr(pickle, name), _name=name, **kwargs):
+        events.append("pickle." + _name)
+        return _real(*args, **kwargs)
+    setattr(pickle, name, spy)
+sys.argv = [sys.argv[1], *sys.argv[2:]]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+heavy = ("sklearn", "joblib", "scipy", "torch", "transformers")
+report = {"code": code, "events": list(events), "modules": [m for m in heavy if m in sys.modules]}
+before = len(events)
+pickle.loads(pickle.dumps(pathlib.PurePosixPath("x")))
+report["recorder_works"] = len(events) > before
+print(json.dumps(report), file=sys.stderr)
+"""
+
+
+def test_predicting_with_tfidf_never_unpickles_nor_imports_scikit_learn(
+    tfidf_model_dir: Path,
+) -> None:
+    text = "ASN dilarang kampanye. Camat hadir di deklarasi paslon."
+    args = ["--model", str(tfidf_model_dir), "--article", text]
+    proc = subprocess.run(
+        [sys.executable, "-c", UNPICKLE_PROBE, str(PREDICT), *args],
+        capture_output=True,
+        timeout=TIMEOUT,
+        cwd=REPO_ROOT,
+    )
+    report = json.loads(proc.stderr.decode().strip().splitlines()[-1])
+    assert report["code"] == 0 and len(proc.stdout.splitlines()) == 3
+    assert report["recorder_works"]
+    assert report["events"] == [], "something was unpickled while predicting"
+    assert report["modules"] == []

@@ -6,7 +6,9 @@
 Hyper-parameters (C for each head) are chosen by cross-validation on train grouped by
 story, so sentences of one story never score a model fitted on their neighbours; the
 shared runner (`training/runner.py`) then tunes per-category thresholds on dev and saves
-the artifact. Test is never read here.
+the artifact. Test is never read here. Only fitting uses scikit-learn: the fitted objects
+are exported to plain arrays (`model.tfidf.export_sklearn`), which is what is saved and what
+`predict.py` scores with NumPy.
 Exit codes (`model/exitcodes.py`): 0 ok, 2 usage/config error, 3 data error.
 """
 
@@ -19,13 +21,16 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import FeatureUnion
 
 from data.records import DataError
+from model.schema import CATEGORIES
 from model.scorer import label_arrays, multilabel_report, stance_report
-from model.tfidf import TfidfModel, make_features, save_model
+from model.tfidf import export_sklearn, save_model, scorer
 from training import runner
 from training.common import authored_weight
 from training.runner import Fitted
@@ -33,6 +38,38 @@ from training.runner import Fitted
 log = logging.getLogger("training.train_tfidf")
 NAME = "tfidf"
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "tfidf.toml"
+
+
+def make_features(
+    word_ngram_range: tuple[int, int],
+    char_ngram_range: tuple[int, int],
+    min_df: int = 1,
+    sublinear_tf: bool = True,
+) -> FeatureUnion:
+    """Unfitted word + character TF-IDF features (float32 to halve memory and time)."""
+    common = {
+        "lowercase": True,
+        "sublinear_tf": sublinear_tf,
+        "min_df": min_df,
+        "dtype": np.float32,
+    }
+    return FeatureUnion(
+        [
+            (
+                "word",
+                TfidfVectorizer(
+                    analyzer="word",
+                    ngram_range=tuple(word_ngram_range),
+                    token_pattern=r"(?u)\b\w[\w-]*\b",
+                    **common,
+                ),
+            ),
+            (
+                "char",
+                TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(char_ngram_range), **common),
+            ),
+        ]
+    )
 
 
 def _category_clf(c: float, class_weight: str | None, seed: int) -> OneVsRestClassifier:
@@ -54,8 +91,14 @@ def _features(config: dict):
 
 def choose_c(
     config: dict, texts: list[str], y_cat: np.ndarray, y_stance: np.ndarray, groups: list[str]
-) -> tuple[float, float, dict]:
-    """Pick C for each head by grouped K-fold CV on train; returns the CV table too."""
+) -> tuple[list[float], float, dict]:
+    """Pick C for each head by grouped K-fold CV on train; returns the CV table too.
+
+    Categories get one C for all (best CV micro-F1 at 0.5) or, with
+    `categories.per_category_C`, each its own (best CV F1 of that category, ties to the
+    smaller C): rare categories may want stronger regularisation than frequent ones, and
+    the same CV predictions answer both questions at no extra cost.
+    """
     seed = config["seed"]
     n_groups = len(set(groups))
     folds = min(config["cv"]["folds"], n_groups)
@@ -75,21 +118,66 @@ def choose_c(
         for c in st_grid:
             clf = _stance_clf(c, config["stance"]["class_weight"], seed)
             st_pred[c][held] = clf.fit(x_fit, y_stance[fit]).predict(x_held)
-    cat_cv = {c: multilabel_report(y_cat, cat_pred[c])["micro_f1"] for c in cat_grid}
+    reports = {c: multilabel_report(y_cat, cat_pred[c]) for c in cat_grid}
+    cat_cv = {c: reports[c]["micro_f1"] for c in cat_grid}
     st_cv = {c: stance_report(y_stance, st_pred[c])["macro_f1"] for c in st_grid}
-    best_cat = max(cat_grid, key=lambda c: (round(cat_cv[c], 9), -c))
+    shared = max(cat_grid, key=lambda c: (round(cat_cv[c], 9), -c))
+    if config["categories"].get("per_category_C", False):
+        per_cat = [
+            max(cat_grid, key=lambda c, n=name: (round(reports[c]["per_label"][n]["f1"], 9), -c))
+            for name in CATEGORIES
+        ]
+    else:
+        per_cat = [shared] * len(CATEGORIES)
     best_st = max(st_grid, key=lambda c: (round(st_cv[c], 9), -c))
     table = {
         "folds": folds,
         "category_micro_f1_by_C": {str(c): v for c, v in cat_cv.items()},
+        "category_f1_by_C": {
+            n: {str(c): reports[c]["per_label"][n]["f1"] for c in cat_grid} for n in CATEGORIES
+        },
         "stance_macro_f1_by_C": {str(c): v for c, v in st_cv.items()},
     }
-    return best_cat, best_st, table
+    return per_cat, best_st, table
+
+
+def fit_sklearn(
+    config: dict,
+    texts: list[str],
+    y_cat: np.ndarray,
+    y_stance: np.ndarray,
+    c_cat: float | list[float],
+    c_st: float,
+) -> tuple[FeatureUnion, OneVsRestClassifier, LogisticRegression]:
+    """The fitted scikit-learn features, category and stance models (on all of `texts`).
+
+    `c_cat` is one C for all categories or one per category. One-vs-rest fits every
+    category on its own, so a model with per-category C is a one-vs-rest fit per distinct
+    C, keeping from each the binary models of the categories that chose it.
+    """
+    seed = config["seed"]
+    if isinstance(c_cat, int | float):
+        c_cat = [c_cat] * len(CATEGORIES)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Label not .* is present in all training")
+        warnings.filterwarnings("ignore", category=ConvergenceWarning)
+        features = _features(config).fit(texts)
+        x = features.transform(texts)
+        weight = config["categories"]["class_weight"]
+        by_c = {c: _category_clf(c, weight, seed).fit(x, y_cat) for c in sorted(set(c_cat))}
+        categories = by_c[c_cat[0]]
+        categories.estimators_ = [by_c[c].estimators_[j] for j, c in enumerate(c_cat)]
+        stance = _stance_clf(c_st, config["stance"]["class_weight"], seed)
+        return features, categories, stance.fit(x, y_stance)
 
 
 def fit(splits: dict[str, list[dict]], config: dict, out: Path | None = None) -> Fitted:
-    """Choose C per head by grouped CV on train, then fit both heads on all of train."""
-    seed = config["seed"]
+    """Choose C per head by grouped CV on train, then fit both heads on all of train.
+
+    The fitted scikit-learn objects are exported to plain arrays at once, and the backend
+    handed back (which scores dev for thresholds and calibration) is the NumPy scorer of
+    those arrays: the same code and numbers `predict.py` will use.
+    """
     if authored_weight(config) not in (0.0, 1.0):
         raise ValueError("the TF-IDF baseline takes authored = 'keep' or 'drop', not a weight")
     texts, y_cat, y_stance = label_arrays(splits["train"])
@@ -100,20 +188,20 @@ def fit(splits: dict[str, list[dict]], config: dict, out: Path | None = None) ->
         warnings.filterwarnings("ignore", message="Label not .* is present in all training")
         warnings.filterwarnings("ignore", category=ConvergenceWarning)
         c_cat, c_st, cv_table = choose_c(config, texts, y_cat, y_stance, groups)
-        log.info("chosen C: categories %s, stance %s", c_cat, c_st)
-        features = _features(config).fit(texts)
-        x = features.transform(texts)
-        model = TfidfModel(
-            features=features,
-            categories=_category_clf(c_cat, config["categories"]["class_weight"], seed).fit(
-                x, y_cat
-            ),
-            stance=_stance_clf(c_st, config["stance"]["class_weight"], seed).fit(x, y_stance),
-        )
+    log.info("chosen C: categories %s, stance %s", c_cat, c_st)
+    exported = export_sklearn(*fit_sklearn(config, texts, y_cat, y_stance, c_cat, c_st))
     return Fitted(
-        backend=model,
-        write_files=lambda folder: save_model(model, folder),
-        meta={"chosen": {"categories_C": c_cat, "stance_C": c_st}, "cv": cv_table},
+        backend=scorer(exported),
+        write_files=lambda folder: save_model(exported, folder),
+        meta={
+            "chosen": {
+                "categories_C": c_cat[0]
+                if len(set(c_cat)) == 1
+                else dict(zip(CATEGORIES, c_cat, strict=True)),
+                "stance_C": c_st,
+            },
+            "cv": cv_table,
+        },
     )
 
 
