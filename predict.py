@@ -3,6 +3,8 @@
     python predict.py [TEXT] [--file PATH ...] [--model NAME_OR_FOLDER] [--article]
                       [--format jsonl|table] [--input-format auto|text|jsonl]
                       [--stream] [--batch-size N] [--max-line-bytes N] [--jobs N]
+                      [--expect-version VERSION] [--expect-sha256 HEX]
+                      [--runtime auto|onnx|torch]
 
 Input (exactly one source): TEXT as an argument, one or more `--file`s, or stdin.
 Plain text is one article, split into sentences with the dataset's own splitter and
@@ -14,6 +16,14 @@ starts with `{`, else as plain text. Input must be UTF-8 (a leading BOM is dropp
 Model: `--model tfidf` (default; `$NETRALITAS_MODEL` overrides the default) or `indobert`
 loads `models/<name>` in the repository, or `$NETRALITAS_MODELS/<name>`; any other value is
 the path of a trained model folder. The folder's SHA-256 manifest is checked before loading.
+A transformer folder runs on ONNX Runtime in int8 (no torch import) unless `--runtime torch`
+(or `$NETRALITAS_RUNTIME=torch`) asks for the float32 PyTorch model; folders saved before
+the ONNX export load with PyTorch.
+Pins: `--expect-version VERSION` (meta.json's "version", also in every record's "model") and
+`--expect-sha256 HEX` (the SHA-256 of the folder's manifest.json, which lists the SHA-256 of
+every other file, so it pins them all: `sha256sum models/tfidf/manifest.json`) refuse any
+other model with exit 4 before it is loaded. The manifest alone detects corruption; a pin
+also detects a folder swapped together with a matching manifest. No backend unpickles.
 
 Output: JSON Lines on stdout (UTF-8, compact), one complete line per record, in input
 order (`--format table` prints readable columns for people instead; its layout is not an
@@ -38,8 +48,8 @@ Ids: the JSON "id"; else `<source>:<line>` for a JSON Lines line; a plain-text i
 its source: "arg", "stdin" or the file path as given.
 
 Speed: batch mode scores big inputs in `--jobs` forked worker processes (default: one per
-CPU; TF-IDF only, output identical to one process) and a TF-IDF model's features are
-computed by an exact, faster path (`model.tfidf.accelerate`).
+CPU; TF-IDF only, output identical to one process) and a TF-IDF model is scored with NumPy
+alone (`model.tfidf`: scikit-learn's numbers, without importing it).
 
 Streaming (`--stream`): reads JSON Lines from stdin and answers each line as soon as it is
 scored: its sentence records, then exactly one article record (or one error record), then a
@@ -55,6 +65,7 @@ Exit codes (shared by every command, `model/exitcodes.py`):
     3  input error: empty input, binary data, invalid UTF-8, a line over --max-line-bytes
        (default 1 MB), bad JSON or missing "text" in JSON Lines, unreadable file
     4  model error: unknown model name, missing, incomplete or tampered model folder,
+       not the model pinned by --expect-version / --expect-sha256, an old pickled model,
        a backend that cannot be imported or fails while scoring
 Input is fully read and checked before the model is loaded, so input errors print
 nothing on stdout; on a later error, records already printed stay complete and valid.
@@ -67,6 +78,7 @@ import argparse
 import io
 import json
 import os
+import re
 import select
 import sys
 from collections.abc import Iterable
@@ -140,6 +152,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="worker processes for big inputs (default 0: one per CPU; TF-IDF only)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=("auto", "onnx", "torch"),
+        help="transformer runtime (default: $NETRALITAS_RUNTIME, else auto: ONNX if present)",
+    )
+    parser.add_argument(
+        "--expect-version",
+        metavar="VERSION",
+        help="refuse (exit 4) a model whose meta.json version is not VERSION",
+    )
+    parser.add_argument(
+        "--expect-sha256",
+        metavar="HEX",
+        help="refuse (exit 4) a model whose manifest.json has another SHA-256 (pins every file)",
     )
     return parser
 
@@ -217,13 +244,20 @@ def records_for(result: DocumentResult, model: dict, article: bool) -> list[dict
 # --------------------------------------------------------------------------- model
 
 
-def load_engine(name_or_path: str, batch_size: int) -> Engine:
-    """Load and verify a model; every failure becomes a model error (exit 4)."""
-    from model.artifact import ArtifactError
-    from model.registry import load_predictor
+def load_engine(
+    name_or_path: str,
+    batch_size: int,
+    expect_version: str | None = None,
+    expect_sha256: str | None = None,
+) -> Engine:
+    """Check the pins, load and verify a model; every failure is a model error (exit 4)."""
+    from model.artifact import ArtifactError, check_pins
+    from model.registry import load_predictor, resolve_model
 
     try:
-        return Engine(load_predictor(name_or_path), batch_sentences=batch_size)
+        folder = resolve_model(name_or_path)
+        check_pins(folder, version=expect_version, sha256=expect_sha256)
+        return Engine(load_predictor(folder), batch_sentences=batch_size)
     except ArtifactError as exc:
         raise Failure(EXIT_MODEL, f"model error: {exc}") from exc
     except ImportError as exc:
@@ -267,7 +301,7 @@ def default_jobs() -> int:
 
 def run_batch(args: argparse.Namespace, stdin: BinaryIO, out: Output) -> int:
     docs = read_inputs(args, stdin)
-    engine = load_engine(args.model, args.batch_size)
+    engine = load_engine(args.model, args.batch_size, args.expect_version, args.expect_sha256)
     jobs = args.jobs or default_jobs()
     try:
         if out.table or jobs == 1:
@@ -389,7 +423,7 @@ def answer(engine: Engine, docs: list[Document]) -> dict[int, DocumentResult | s
 
 
 def run_stream(args: argparse.Namespace, stdin: BinaryIO, out: Output) -> int:
-    engine = load_engine(args.model, args.batch_size)
+    engine = load_engine(args.model, args.batch_size, args.expect_version, args.expect_sha256)
     reader = LineReader(stdin.fileno(), args.max_line_bytes)
     while lines := reader.read_lines(STREAM_BATCH_LINES):
         parsed = [(n, parse_stream_line(n, raw, args.max_line_bytes)) for n, raw in lines]
@@ -430,10 +464,17 @@ def main(
         parser.error("--stream reads stdin; it takes no TEXT or --file")
     if args.batch_size < 1 or args.max_line_bytes < 1 or args.jobs < 0:
         parser.error("--batch-size and --max-line-bytes must be at least 1, --jobs at least 0")
+    if args.expect_sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", args.expect_sha256):
+        parser.error("--expect-sha256 takes the 64 hex digits of a SHA-256")
+    if args.expect_version is not None and not args.expect_version.strip():
+        parser.error("--expect-version takes a model version, e.g. 7feed339ff1f")
     if not args.stream and args.text is None and not args.file and stdin.isatty():
         parser.error("no input: give TEXT, --file PATH, or pipe text to stdin")
+    from model.registry import runtime
+
     try:
-        return run_stream(args, stdin, out) if args.stream else run_batch(args, stdin, out)
+        with runtime(args.runtime):
+            return run_stream(args, stdin, out) if args.stream else run_batch(args, stdin, out)
     except Failure as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return exc.code

@@ -1,23 +1,28 @@
 """Backends by name, and loading any model folder through the shared interface.
 
 Backends are registered as import strings and imported only when a folder of that kind is
-loaded: `predict.py --model tfidf` must never import torch or transformers.
+loaded: `predict.py --model tfidf` must never import torch or transformers. An `indobert`
+folder loads through `model.onnx_tagger`, which picks the runtime (int8 ONNX by default,
+PyTorch on request or for older folders) and imports torch only for the latter.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from model.artifact import ArtifactError, read_meta
+from model.onnx_tagger import RUNTIME_ENV, RUNTIMES
 from model.paths import REPO_ROOT
 from model.predictor import Predictor
 
 # name -> "module:function"; the function takes (folder, meta) and returns a Backend.
 BACKENDS: dict[str, str] = {
     "tfidf": "model.tfidf:load_backend",
-    "indobert": "model.transformer:load_backend",
+    "indobert": "model.onnx_tagger:load_backend",
     "embed_lr": "model.embed_lr:load_backend",
     "ensemble": "model.ensemble:load_backend",
 }
@@ -43,8 +48,31 @@ def resolve_model(name_or_path: str | Path) -> Path:
     return path
 
 
-def load_predictor(name_or_path: str | Path) -> Predictor:
-    """Verify a model folder's manifest, then load it with the backend its meta names."""
+@contextlib.contextmanager
+def runtime(name: str | None) -> Iterator[None]:
+    """`$NETRALITAS_RUNTIME` set to `name` for the block (`None`: left as it is)."""
+    if name is None:
+        yield
+        return
+    if name not in RUNTIMES:
+        raise ValueError(f"runtime {name!r}: use one of {', '.join(RUNTIMES)}")
+    before = os.environ.get(RUNTIME_ENV)
+    os.environ[RUNTIME_ENV] = name
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(RUNTIME_ENV, None)
+        else:
+            os.environ[RUNTIME_ENV] = before
+
+
+def load_predictor(name_or_path: str | Path, runtime_name: str | None = None) -> Predictor:
+    """Verify a model folder's manifest, then load it with the backend its meta names.
+
+    `runtime_name` (`auto`, `onnx`, `torch`) overrides `$NETRALITAS_RUNTIME` for this load;
+    it matters to transformer folders only (and to ensembles holding one).
+    """
     folder = resolve_model(name_or_path)
     meta = read_meta(folder)
     target = BACKENDS.get(meta.get("backend", ""))
@@ -52,4 +80,6 @@ def load_predictor(name_or_path: str | Path) -> Predictor:
         raise ArtifactError(f"{folder}: unknown backend {meta.get('backend')!r}")
     module_name, func_name = target.split(":")
     loader = getattr(importlib.import_module(module_name), func_name)
-    return Predictor(backend=loader(folder, meta), meta=meta, path=folder)
+    with runtime(runtime_name):
+        backend = loader(folder, meta)
+    return Predictor(backend=backend, meta=meta, path=folder)

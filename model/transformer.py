@@ -11,10 +11,11 @@ compute and lets each head's labels regularise the other.
 
 The artifact (`save_artifact` folder) holds `model.safetensors` (the whole tagger's state:
 encoder under its `base_model_prefix`, e.g. `bert.*`, plus `category_head.*` and
-`stance_head.*`), the encoder's `config.json` and the tokenizer files, so it loads with
-no hub and without the folder it was trained from. Because the encoder sits under its
-`base_model_prefix`, `AutoModel.from_pretrained(artifact)` also loads the fine-tuned
-encoder on its own (the heads are then reported as unused weights).
+`stance_head.*`, each tensor stored losslessly packed where it can be, see
+`model.packed_weights`), `model.int8.onnx` (the same tagger as an int8 ONNX graph, the
+default CPU runtime: `model.onnx_tagger`), the encoder's `config.json` and the tokenizer
+files, so it loads with no hub and without the folder it was trained from. `load_backend`
+here is the PyTorch runtime (`--runtime torch`), bit-identical to the model that was trained.
 
 Device: CUDA when available, else CPU; `$NETRALITAS_DEVICE` (`cpu`, `cuda`, `cuda:1`)
 overrides. Inference batch size: the artifact's, `$NETRALITAS_BATCH_SIZE` overrides.
@@ -22,6 +23,7 @@ overrides. Inference batch size: the artifact's, `$NETRALITAS_BATCH_SIZE` overri
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -36,15 +38,19 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from model.onnx_tagger import (
+    DEFAULT_INFERENCE_BATCH,
+    ONNX_FILE,
+    WEIGHTS_FILE,
+    batch_size_of,
+    length_sorted_batches,
+)
 from model.predictor import Scores
 from model.schema import CATEGORIES, STANCES
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_FILE = "model.safetensors"
 DEVICE_ENV = "NETRALITAS_DEVICE"
-BATCH_SIZE_ENV = "NETRALITAS_BATCH_SIZE"
-DEFAULT_INFERENCE_BATCH = 64
 _FALLBACK_PREFIX = "encoder_model"  # for an encoder class without a base_model_prefix
 
 
@@ -277,16 +283,6 @@ def pad_batch(
     )
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
-    """Indices grouped longest-first, so each batch pads to nearly its own length.
-
-    A stable sort keeps equal-length sentences in input order, which makes the batches (and
-    so the float results) a pure function of the input.
-    """
-    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 # --------------------------------------------------------------------------- backend
 
 
@@ -348,46 +344,157 @@ class TransformerBackend:
 # --------------------------------------------------------------------------- artifact
 
 
+def weights_state(model: nn.Module) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The model's state as numpy arrays, each shared tensor once (name -> stored name).
+
+    bfloat16 (which numpy lacks) is stored as float32, which holds it exactly.
+    """
+    state: dict[str, np.ndarray] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    for name, tensor in model.state_dict().items():
+        key = (
+            tensor.device,
+            tensor.untyped_storage().data_ptr(),
+            tensor.storage_offset(),
+            tuple(tensor.shape),
+            tuple(tensor.stride()),
+        )
+        if key in seen:
+            aliases[name] = seen[key]
+            continue
+        seen[key] = name
+        value = tensor.detach().to("cpu")
+        if value.dtype == torch.bfloat16:
+            value = value.float()
+        state[name] = value.contiguous().numpy()
+    return state, aliases
+
+
 def write_model_files(model: TaggerModel, tokenizer, folder: Path) -> None:
-    """Weights (safetensors), encoder config and tokenizer into an artifact folder."""
-    from safetensors.torch import save_model
+    """Weights (packed safetensors), the int8 ONNX graph, encoder config and tokenizer.
+
+    The ONNX export needs `onnxscript`, `onnx` and `onnxruntime`; if it cannot be made (a
+    library missing, an encoder the exporter cannot trace, an export that does not match
+    torch) the artifact is saved without it, with a warning, and loads with PyTorch.
+    """
+    from model.packed_weights import write_packed
 
     folder = Path(folder)
     model.encoder.config.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    weights = folder / WEIGHTS_FILE
-    save_model(model, str(weights), metadata={"format": "pt"})
+    state, aliases = weights_state(model)
+    packed = write_packed(folder / WEIGHTS_FILE, state, aliases)
+    if packed:
+        log.info("stored exactly in 4 bits: %s", ", ".join(sorted(packed)))
+    try:
+        from model.onnx_export import export_int8
+
+        export_int8(model, folder / ONNX_FILE, pad_id_of(tokenizer, model))
+    except Exception as exc:  # the artifact is complete without it: torch loads it
+        (folder / ONNX_FILE).unlink(missing_ok=True)
+        log.warning("no ONNX graph in the artifact (it will load with PyTorch): %s", exc)
 
 
-def _batch_size(meta: dict) -> int:
-    raw = os.environ.get(BATCH_SIZE_ENV, "").strip()
-    if raw:
-        try:
-            value = int(raw)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise ValueError(f"${BATCH_SIZE_ENV}={raw!r} must be a positive integer")
-        return value
-    return int(meta.get("inference", {}).get("batch_size", DEFAULT_INFERENCE_BATCH))
+def load_state(model: nn.Module, path: Path) -> None:
+    """Load a weights file into `model`, strict: packed (current) or plain (older artifacts).
+
+    Tensors are copied straight into the model's parameters and a packed table is decoded
+    into its parameter in slices, so loading needs no second copy of the model in memory.
+    """
+    from safetensors import safe_open
+
+    from model.packed_weights import CODES, SCALES, packing_of, unpack_q4_into
+
+    layout = packing_of(path)
+    if layout is None:
+        from safetensors.torch import load_model
+
+        load_model(model, str(path), strict=True, device="cpu")
+        return
+    packed, aliases = layout
+    params = model.state_dict(keep_vars=True)
+    with safe_open(str(path), framework="pt") as handle:
+        stored = set(handle.keys())
+        plain = {k for k in stored if not k.endswith((CODES, SCALES))}
+        expected = set(params) - set(aliases) - set(packed)
+        if plain != expected:
+            raise ValueError(
+                f"{path}: weights do not fit the model (missing {sorted(expected - plain)[:5]}, "
+                f"unexpected {sorted(plain - expected)[:5]})"
+            )
+        with torch.no_grad():
+            for name in sorted(plain):
+                params[name].copy_(handle.get_tensor(name))
+            for name in packed:
+                target = params[name]
+                unpack_q4_into(
+                    target.detach().numpy(),
+                    handle.get_tensor(name + CODES).numpy(),
+                    handle.get_tensor(name + SCALES).numpy(),
+                )
+            for alias, name in aliases.items():
+                if params[alias] is not params[name]:
+                    params[alias].copy_(params[name])
+
+
+def _no_init():
+    """transformers' own switch that skips random initialisation of weights about to be
+    loaded (118M random numbers for e5); a no-op where this transformers lacks it."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        return contextlib.nullcontext()
+    return no_init_weights()
 
 
 def load_backend(folder: Path, meta: dict) -> TransformerBackend:
-    """Registry entry point: rebuild the tagger from the artifact alone (manifest verified)."""
-    from safetensors.torch import load_model
+    """The PyTorch runtime: rebuild the tagger from the artifact alone (manifest verified).
+
+    The registry reaches it through `model.onnx_tagger.load_backend` (runtime choice).
+    """
     from transformers import AutoTokenizer
 
     folder = Path(folder)
     device = pick_device()
-    model = TaggerModel.wrap(encoder_from_config(folder), dropout=0.0)
-    load_model(model, str(folder / WEIGHTS_FILE), strict=True, device="cpu")
+    with _no_init():
+        model = TaggerModel.wrap(encoder_from_config(folder), dropout=0.0)
+    load_state(model, folder / WEIGHTS_FILE)
     model.to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     return TransformerBackend(
         model,
         tokenizer,
         max_length=int(meta["max_length"]),
-        batch_size=_batch_size(meta),
+        batch_size=batch_size_of(meta),
         device=device,
         text_prefix=str(meta.get("text_prefix", "")),
     )
+
+
+def resave(src: Path, dst: Path) -> Path:
+    """Re-save a verified artifact in the current format (packed weights, int8 ONNX graph).
+
+    Every other file (meta.json, model card, seen sentences) is copied as it is; the new
+    folder gets its own manifest. For artifacts saved before the ONNX export.
+    """
+    import json
+    import shutil
+
+    from model.artifact import MANIFEST, META, read_meta, save_artifact
+
+    src = Path(src)
+    meta = read_meta(src)
+    backend = load_backend(src, meta)
+    own = {WEIGHTS_FILE, ONNX_FILE, MANIFEST, META}
+
+    def write(folder: Path) -> None:
+        for path in sorted(src.rglob("*")):
+            rel = path.relative_to(src)
+            if path.is_file() and rel.as_posix() not in own:
+                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, folder / rel)
+        write_model_files(backend.model, backend.tokenizer, folder)
+
+    save_artifact(Path(dst), write, json.loads(json.dumps(meta)))
+    return Path(dst)

@@ -75,6 +75,8 @@ def offline_cpu() -> object:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setenv("NETRALITAS_DEVICE", "cpu")
+        # Bit-for-bit checks of the PyTorch model; the int8 ONNX runtime: test_onnx.py.
+        mp.setenv("NETRALITAS_RUNTIME", "torch")
         mp.delenv(ENV_VAR, raising=False)
         yield
 

