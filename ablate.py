@@ -40,6 +40,12 @@ class Row:
 ROWS: tuple[Row, ...] = (
     Row("tfidf", "TF-IDF + LR (shipped config)", "tfidf"),
     Row("tfidf-real", "TF-IDF, authored dropped", "tfidf", ('authored="drop"',), cv=False),
+    Row(
+        "tfidf-percat",
+        "TF-IDF, C per category (CV F1 of each)",
+        "tfidf",
+        ("categories.per_category_C=true",),
+    ),
     Row("embed_lr", "e5 embeddings (`query: `) + LR", "embed_lr"),
     Row(
         "embed_lr-noprefix",
@@ -55,14 +61,14 @@ ROWS: tuple[Row, ...] = (
     Row("ensemble", "ensemble: TF-IDF + e5/LR, weight on dev", "ensemble"),
     Row(
         "indobert-query",
-        "fine-tuned e5 (`query: `), 6 epochs",
+        "fine-tuned e5 (`query: `), 6 epochs (earlier hand-written loop)",
         "indobert",
         ('model.text_prefix="query: "', "train.epochs=6"),
         cv=False,
     ),
     Row(
         "indobert-real",
-        "fine-tuned e5 (`query: `), authored dropped",
+        "fine-tuned e5 (`query: `), authored dropped (hand-written loop)",
         "indobert",
         ('authored="drop"',),
         cv=False,
@@ -76,10 +82,30 @@ ROWS: tuple[Row, ...] = (
     ),
     Row(
         "indobert-noprefix",
-        "fine-tuned e5, no prefix, 6 epochs",
+        "fine-tuned e5, no prefix, 6 epochs (hand-written loop)",
         "indobert",
         ('model.text_prefix=""', "train.epochs=6"),
         cv=False,
+    ),
+    Row(
+        "indobert-trainer",
+        "fine-tuned e5 (`query: `), 6 epochs, on transformers.Trainer",
+        "indobert",
+        cv=False,
+    ),
+    Row(
+        "indobert-10ep",
+        "fine-tuned e5 (`query: `), up to 10 epochs, on transformers.Trainer",
+        "indobert",
+        ("train.epochs=10",),
+        cv=False,
+    ),
+    Row(
+        "ensemble-indobert-10ep",
+        "ensemble: TF-IDF + fine-tuned e5 (10 epochs), weight on dev",
+        "ensemble",
+        cv=False,
+        members_from=("tfidf", "indobert-10ep"),
     ),
 )
 
