@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from data.records import dumps_jsonl
 from data.validate import DEFAULT_SPLITS_DIR
 from model.paths import shared_dir
-from training.common import load_config
+from training.common import load_config, load_dataset
 from training.train_tfidf import DEFAULT_CONFIG, train
 
 # A smaller C search than the shipped config: the same code paths at a fraction of the
@@ -70,4 +71,15 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("encoders") / "tiny-bert"
     BertModel(config, add_pooling_layer=False).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_subset_splits(folder: Path, train_sentences: int) -> Path:
+    """Real split files: every k-th train sentence (about `train_sentences`), all of dev
+    and test, so a tiny transformer fine-tunes in seconds on the real label mix."""
+    data = load_dataset()
+    step = max(1, len(data["train"]) // train_sentences)
+    subset = {"train": data["train"][::step], "dev": data["dev"], "test": data["test"]}
+    for name, records in subset.items():
+        (folder / f"{name}.jsonl").write_text(dumps_jsonl(records), encoding="utf-8")
     return folder

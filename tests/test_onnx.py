@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_subset_splits
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from data.records import dumps_jsonl  # noqa: E402
 from model.artifact import ArtifactError, read_meta, save_artifact, verify_artifact  # noqa: E402
 from model.onnx_tagger import (  # noqa: E402
     ONNX_FILE,
@@ -100,13 +100,7 @@ def q4_encoder(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = load_dataset()
-    step = max(1, len(data["train"]) // TRAIN_SENTENCES)
-    subset = {"train": data["train"][::step], "dev": data["dev"], "test": data["test"]}
-    folder = tmp_path_factory.mktemp("splits")
-    for name, records in subset.items():
-        (folder / f"{name}.jsonl").write_text(dumps_jsonl(records), encoding="utf-8")
-    return folder
+    return write_subset_splits(tmp_path_factory.mktemp("splits"), TRAIN_SENTENCES)
 
 
 @pytest.fixture(scope="module")

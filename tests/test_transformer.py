@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_subset_splits
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from data.records import dumps_jsonl  # noqa: E402
 from model import calibration  # noqa: E402
 from model.artifact import verify_artifact  # noqa: E402
 from model.encoders import ENV_VAR, OFFLINE_E5, EncoderError, resolve_encoder  # noqa: E402
@@ -84,13 +84,7 @@ def offline_cpu() -> object:
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real sentences: every k-th train sentence (about 200) and all of dev and test."""
-    data = load_dataset()
-    step = max(1, len(data["train"]) // TRAIN_SENTENCES)
-    subset = {"train": data["train"][::step], "dev": data["dev"], "test": data["test"]}
-    folder = tmp_path_factory.mktemp("splits")
-    for name, records in subset.items():
-        (folder / f"{name}.jsonl").write_text(dumps_jsonl(records), encoding="utf-8")
-    return folder
+    return write_subset_splits(tmp_path_factory.mktemp("splits"), TRAIN_SENTENCES)
 
 
 @pytest.fixture(scope="module")
