@@ -332,8 +332,7 @@ def compute_metrics(prediction) -> dict[str, float]:
     y_cat, y_stance = prediction.label_ids
     cat = 1.0 / (1.0 + np.exp(-cat_logits.astype(np.float64)))
     stance = torch.softmax(torch.from_numpy(stance_logits).double(), dim=1).numpy()
-    half = dict.fromkeys(CATEGORIES, 0.5)
-    m = dev_metrics(cat, stance, y_cat.astype(int), y_stance.astype(int), half)
+    m = dev_metrics(cat, stance, y_cat.astype(int), y_stance.astype(int), HALF)
     return {
         "monitor": (m["category_macro_f1"] + m["stance_macro_f1"]) / 2,
         "category_macro_f1_at_half": m["category_macro_f1"],
