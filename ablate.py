@@ -35,6 +35,7 @@ class Row:
     overrides: tuple[str, ...] = ()
     cv: bool = True
     members_from: tuple[str, ...] = ()  # slugs of earlier rows reused as ensemble members
+    gpu_setting: str = ""  # trained on a lent GPU by `training.gpu_sweep`, landed here
 
 
 ROWS: tuple[Row, ...] = (
@@ -94,18 +95,25 @@ ROWS: tuple[Row, ...] = (
         cv=False,
     ),
     Row(
-        "indobert-10ep",
-        "fine-tuned e5 (`query: `), up to 10 epochs, on transformers.Trainer",
+        "indobert-gpu",
+        "GPU: fine-tuned e5, word embeddings unfrozen, lr 5e-5, up to 15 epochs",
         "indobert",
-        ("train.epochs=10",),
         cv=False,
+        gpu_setting="full-lr5e-5",
     ),
     Row(
-        "ensemble-indobert-10ep",
-        "ensemble: TF-IDF + fine-tuned e5 (10 epochs), weight on dev",
+        "indobert-gpu-frozen",
+        "GPU: fine-tuned e5, word embeddings frozen, lr 8e-5, 12 epochs (time budget)",
+        "indobert",
+        cv=False,
+        gpu_setting="frozen-lr8e-5",
+    ),
+    Row(
+        "ensemble-indobert-gpu",
+        "ensemble: TF-IDF + GPU fine-tuned e5 (unfrozen), weight on dev",
         "ensemble",
         cv=False,
-        members_from=("tfidf", "indobert-10ep"),
+        members_from=("tfidf", "indobert-gpu"),
     ),
 )
 
@@ -175,6 +183,15 @@ def main(argv: list[str] | None = None) -> int:
         if row.members_from:
             options["members_from"] = [args.out / "models" / slug for slug in row.members_from]
         folder = args.out / "models" / row.slug
+        if row.gpu_setting and not (folder / "meta.json").is_file():
+            log.warning(
+                "=== %s: skipped; it is trained on a GPU: `python -m training.gpu_sweep run "
+                "--only %s` there, then `... land --out %s` here",
+                row.slug,
+                row.gpu_setting,
+                folder,
+            )
+            continue
         if not (args.reuse and (folder / "meta.json").is_file()):
             log.info("=== %s: training %s %s", row.slug, row.backend, list(row.overrides))
             runner.train(row.backend, config, DEFAULT_SPLITS_DIR, folder, **options)

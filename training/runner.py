@@ -98,10 +98,17 @@ def takes_encoder(name: str) -> bool:
 
 
 def fit_and_tune(
-    name: str, splits: dict[str, list[dict]], config: dict, out: Path, **options
+    name: str,
+    splits: dict[str, list[dict]],
+    config: dict,
+    out: Path,
+    fit: Callable[..., Fitted] | None = None,
+    **options,
 ) -> tuple[Fitted, dict[str, float], dict[str, str], dict]:
     """Fit backend `name` on train, tune thresholds on dev: the part CV repeats per fold.
 
+    `fit` replaces the backend's own `fit` (same signature): `training.gpu_sweep` uses it
+    to turn weights trained elsewhere into an artifact through the same steps.
     Returns the fitted model, the thresholds, where each came from, and the dev summary.
     """
     module = trainer(name)
@@ -109,7 +116,7 @@ def fit_and_tune(
     splits = apply_authored(splits, config)
     if not splits["train"]:
         raise DataError("the train split is empty")
-    fitted = module.fit(splits, config, Path(out), **options)
+    fitted = (fit or module.fit)(splits, config, Path(out), **options)
     dev_texts, dev_cat, dev_stance = label_arrays(splits["dev"])
     raw = fitted.backend.scores(dev_texts)
     fitted.calibration = calibration.fit(raw, dev_cat, dev_stance)

@@ -617,6 +617,37 @@ def fit(
     best_epoch = next(
         (h["epoch"] for h in history if h["dev_monitor"] == state.best_metric), len(history)
     )
+    precision = "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "off"
+    training = {
+        "trainer": "transformers.Trainer",
+        "epochs_run": len(history),
+        "best_epoch": best_epoch,
+        "best_dev_monitor": state.best_metric,
+        "stopped_early": len(history) < tcfg["epochs"],
+        "resumed": start is not None,
+        "device": str(device),
+        "mixed_precision": precision,
+        "history": history,
+        "seconds": round(output.metrics.get("train_runtime", 0.0), 2),
+    }
+    return fitted_from(model, tokenizer, config, source, training, device, ckpt)
+
+
+def fitted_from(
+    model: TaggerModel,
+    tokenizer,
+    config: dict,
+    source: EncoderSource,
+    training: dict,
+    device: torch.device,
+    ckpt: Path | None = None,
+) -> Fitted:
+    """What the runner needs from a trained tagger: its backend, files, meta and card.
+
+    Shared by `fit` and by `training.gpu_sweep`, which rebuilds a tagger trained on
+    another machine; `training` is the run's record (epochs, history, device, seconds).
+    """
+    mcfg = config["model"]
     model.eval()
     backend = TransformerBackend(
         model,
@@ -636,22 +667,7 @@ def fit(
         "pooling": "mean",
         "parameters": sum(p.numel() for p in model.parameters()),
         "inference": {"batch_size": config["inference"]["batch_size"]},
-        "training": {
-            "trainer": "transformers.Trainer",
-            "epochs_run": len(history),
-            "best_epoch": best_epoch,
-            "best_dev_monitor": state.best_metric,
-            "stopped_early": len(history) < tcfg["epochs"],
-            "resumed": start is not None,
-            "device": str(device),
-            "mixed_precision": "bf16"
-            if trainer.args.bf16
-            else "fp16"
-            if trainer.args.fp16
-            else "off",
-            "history": history,
-            "seconds": round(output.metrics.get("train_runtime", 0.0), 2),
-        },
+        "training": training,
     }
     return Fitted(
         backend=backend,
@@ -659,7 +675,7 @@ def fit(
         meta=extra,
         config={**config, "encoder": source.name},
         card=lambda meta: model_card(meta, source),
-        after_save=lambda: shutil.rmtree(ckpt, ignore_errors=True),
+        after_save=(lambda: shutil.rmtree(ckpt, ignore_errors=True)) if ckpt else None,
     )
 
 
