@@ -27,6 +27,18 @@ from model.paths import REPO_ROOT
 log = logging.getLogger("ablate")
 
 
+def table(results: list[dict]) -> str:
+    """The ablation table in Markdown (the same rows as the report's Ablation section)."""
+    from eval.report import ABLATION_HEADER, ablation_rows
+
+    lines = [
+        "| " + " | ".join(ABLATION_HEADER) + " |",
+        "|---|---|" + "---:|" * (len(ABLATION_HEADER) - 2),
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in ablation_rows(results)]
+    return "\n".join(lines) + "\n"
+
+
 @dataclass(frozen=True)
 class Row:
     slug: str
@@ -118,35 +130,6 @@ ROWS: tuple[Row, ...] = (
 )
 
 
-def _f(x: float | None) -> str:
-    return "-" if x is None else f"{x:.3f}"
-
-
-def table(results: list[dict]) -> str:
-    head = (
-        "| setting | backend | dev cat micro-F1 | dev stance macro-F1 | test cat micro-F1 "
-        "| test cat macro-F1 | test stance macro-F1 | test ECE cat / stance | CV cat micro-F1 "
-        "| CV stance macro-F1 | train s |\n|---|---|" + "---:|" * 9
-    )
-    lines = [head]
-    for r in results:
-        cv = r.get("cv") or {}
-
-        def spread(key: str, cv: dict = cv) -> str:
-            return f"{cv[key]['mean']:.3f} ± {cv[key]['std']:.3f}" if key in cv else "-"
-
-        t = r["test"]
-        lines.append(
-            f"| {r['what']} | `{r['backend']}` | {_f(r['dev']['category_micro_f1'])} "
-            f"| {_f(r['dev']['stance_macro_f1'])} | {_f(t['category_micro_f1'])} "
-            f"| {_f(t['category_macro_f1'])} | {_f(t['stance_macro_f1'])} "
-            f"| {_f(t['category_ece'])} / {_f(t['stance_ece'])} "
-            f"| {spread('category_micro_f1')} | {spread('stance_macro_f1')} "
-            f"| {r['train_seconds']:.0f} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default=None, help="comma-separated row slugs (default all)")
@@ -163,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     from data.validate import DEFAULT_SPLITS_DIR
     from eval.__main__ import main as evaluate
+    from eval.harness import RunResult
+    from eval.report import ERRORS_FILE, write_report
     from model.artifact import read_meta
     from training import cv, runner
     from training.common import load_config
@@ -237,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
             "stance_ece": block["calibration"]["stance_ece"],
         }
     atomic_write_text(args.out / "ablation.json", json.dumps(results, indent=2) + "\n")
+    # the harness's report, again, with the ablation table in it
+    metrics["ablation"] = results
+    errors = [json.loads(line) for line in (report / ERRORS_FILE).read_text("utf-8").splitlines()]
+    write_report(report, RunResult(metrics=metrics, errors=errors))
     text = (
         "# Ablation\n\nDev: the real dev split (thresholds and calibration tuned there). "
         "Test: the real test split. CV: mean ± std over folds grouped by story over all real "

@@ -450,3 +450,44 @@ def test_a_fine_tuned_transformer_is_evaluated_beside_the_baseline(
     assert metrics["comparisons"][0]["b"] == label
     md = (out / "report.md").read_text(encoding="utf-8")
     assert f"| **{label}** |" in md and f"{block['parameters']:,}" in md
+
+
+def test_ablation_rows_appear_in_the_report_and_in_ablate_table(
+    cli_run: tuple[subprocess.CompletedProcess, Path], tmp_path: Path
+) -> None:
+    """What `python -m ablate` does after its harness run: the report again, with its table."""
+    import ablate
+    from eval.harness import RunResult
+    from eval.report import write_report
+
+    _, out = cli_run
+    metrics = _metrics(out)
+    assert "## Ablation" not in (out / "report.md").read_text(encoding="utf-8")
+    block = next(iter(metrics["models"].values()))
+    row = {
+        "what": "TF-IDF, a setting",
+        "backend": "tfidf",
+        "dev": {"category_micro_f1": 0.7101, "stance_macro_f1": 0.757},
+        "test": {
+            "category_micro_f1": block["categories"]["micro_f1"],
+            "category_macro_f1": block["categories"]["macro_f1"],
+            "stance_macro_f1": block["stance"]["macro_f1"],
+            "category_ece": 0.017,
+            "stance_ece": 0.051,
+        },
+        "cv": {
+            "category_micro_f1": {"mean": 0.696, "std": 0.026},
+            "stance_macro_f1": {"mean": 0.725, "std": 0.012},
+        },
+        "train_seconds": 40.4,
+    }
+    metrics["ablation"] = [row, {**row, "what": "no CV", "cv": None}]
+    write_report(tmp_path / "r", RunResult(metrics=metrics, errors=[]))
+    md = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    assert md.index("## Cross-validation") < md.index("## Ablation") < md.index("## Stance")
+    line = (
+        f"| TF-IDF, a setting | `tfidf` | 0.710 | 0.757 | {block['categories']['micro_f1']:.3f} |"
+    )
+    assert line in md and "| 0.696 ± 0.026 | 0.725 ± 0.012 | 40 |" in md
+    assert "| no CV | `tfidf` |" in md and "| - | - | 40 |" in md
+    assert ablate.table(metrics["ablation"]).splitlines()[2] in md
