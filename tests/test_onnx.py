@@ -406,3 +406,52 @@ def test_word_table_rows_equal_the_decoded_matrix(tmp_path: Path) -> None:
 
     with safe_open(str(path), framework="np") as handle:
         assert set(handle.keys()) == {"emb" + CODES, "emb.q4_scales", "other"}
+
+
+def test_a_table_with_a_few_moved_rows_keeps_the_rest_in_4_bits(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    from model.packed_weights import MOVED_ROWS, pack_q4_rows, write_packed
+
+    rng = np.random.default_rng(2)
+    table = q4_round(rng.normal(0, 0.05, (400, 64)).astype(np.float32))
+    moved = np.array([3, 77, 399])
+    table[moved] += rng.normal(0, 1e-3, (3, 64)).astype(np.float32)  # fine-tuned rows
+    path = tmp_path / "w.safetensors"
+    assert write_packed(path, {"emb": table}) == {"emb": [400, 64]}
+    with safe_open(str(path), framework="np") as handle:
+        np.testing.assert_array_equal(handle.get_tensor("emb" + MOVED_ROWS), moved)
+    assert path.stat().st_size < table.nbytes / 4
+    np.testing.assert_array_equal(read_state(path)["emb"], table)
+    ids = np.array([[3, 4, 399], [0, 77, 77]])
+    np.testing.assert_array_equal(WordTable(path, "emb")(ids), table[ids])
+    # a quarter of the rows moved is the limit; beyond it the matrix stays float32
+    assert pack_q4_rows(table) is not None
+    table[:101] += np.float32(1e-3)
+    assert pack_q4_rows(table) is None
+
+
+def test_a_trained_word_table_packs_its_unreached_rows_and_loads_exactly(
+    q4_encoder: Path, splits: Path, texts: list[str], tmp_path: Path
+) -> None:
+    """Word embeddings trained (the GPU config): rows no sentence reaches get no gradient
+    and no weight decay, so they stay 4-bit and the artifact stays small and exact."""
+    from safetensors import safe_open
+
+    from model.packed_weights import MOVED_ROWS
+
+    config = load_config(DEFAULT_CONFIG, [*OVERRIDES, "model.freeze_word_embeddings=false"])
+    result = train(config, splits, tmp_path / "m", encoder=str(q4_encoder))
+    table = result.backend.model.state_dict()[TABLE].numpy()
+    weights = result.out / WEIGHTS_FILE
+    with safe_open(str(weights), framework="np") as handle:
+        moved = handle.get_tensor(TABLE + MOVED_ROWS)
+    assert 0 < len(moved) < 0.1 * len(table)
+    assert weights.stat().st_size < table.nbytes / 2
+    np.testing.assert_array_equal(read_state(weights)[TABLE], table)
+    predictor = load_predictor(result.out, "torch")
+    loaded, in_memory = predictor.backend.scores(texts[:40]), result.backend.scores(texts[:40])
+    assert np.array_equal(loaded.categories, in_memory.categories)
+    assert np.array_equal(loaded.stance, in_memory.stance)
+    onnx = load_predictor(result.out).backend.scores(texts[:40])
+    assert np.abs(onnx.categories - in_memory.categories).max() < 0.05

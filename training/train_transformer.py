@@ -273,13 +273,19 @@ def build_optimizer(model: TaggerModel, train_cfg: dict) -> torch.optim.AdamW:
     The heads start from random weights while the encoder is pretrained, so the heads get
     a larger learning rate; otherwise a few hundred sentences barely move them. `Trainer`
     wraps it with its linear warm-up/decay schedule, which scales each group's own rate.
+    A trained word table is not decayed either: decoupled decay would shrink every one of
+    its 250k rows at each step, also the ~240k that no training sentence reaches and that
+    get no gradient, so words unseen in training would drift towards zero (and the table
+    would no longer store in 4 bits, see `model.packed_weights.pack_q4_rows`).
     """
+    table = model.encoder.get_input_embeddings().weight
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         is_head = name.startswith(("category_head.", "stance_head."))
-        groups.setdefault((is_head, _no_decay(name)), []).append(param)
+        no_decay = _no_decay(name) or param is table
+        groups.setdefault((is_head, no_decay), []).append(param)
     param_groups = [
         {
             "params": params,
