@@ -71,6 +71,13 @@ ROWS: tuple[Row, ...] = (
         "embed_lr-real", "e5 embeddings, authored dropped", "embed_lr", ('authored="drop"',), False
     ),
     Row("embed_lr-w03", "e5 embeddings, authored weight 0.3", "embed_lr", ("authored=0.3",), False),
+    Row(
+        "embed_lr-setfit",
+        "e5 + LR after a SetFit-style contrastive stage (2 pairs per sentence, 1 epoch)",
+        "embed_lr",
+        ("contrastive.pairs_per_sentence=2",),
+        cv=False,
+    ),
     Row("ensemble", "ensemble: TF-IDF + e5/LR, weight on dev", "ensemble"),
     Row(
         "indobert-query",

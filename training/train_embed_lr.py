@@ -3,7 +3,8 @@
     python -m training.train_embed_lr --encoder e5-small-offline [--out models/embed_lr]
                                       [--set categories.C_grid=[1.0,4.0] ...]
 
-The encoder is never fitted: train sentences are embedded once, and C for each head is
+The encoder is not fitted (unless `[contrastive]` asks for SetFit's first stage, see
+`training/contrastive.py`): train sentences are embedded once, and C for each head is
 chosen by scikit-learn's GridSearchCV with folds grouped by story, so sentences of one story
 never score a head fitted on their neighbours. The shared runner then tunes thresholds on
 dev and saves the artifact (`model/embed_lr.py` has the format).
@@ -27,8 +28,8 @@ from model.embed_lr import Embedder, EmbedLRBackend, LinearHeads, save_model
 from model.encoders import EncoderError, resolve_encoder
 from model.schema import CATEGORIES, STANCES
 from model.scorer import label_arrays
-from model.transformer import load_pretrained_encoder
-from training import runner
+from model.transformer import load_pretrained_encoder, pick_device
+from training import contrastive, runner
 from training.common import train_weights
 from training.runner import Fitted
 
@@ -113,10 +114,23 @@ def fit(
     source = resolve_encoder(encoder)
     log.info("encoder %r -> %s (%s)", source.name, source.path, source.kind)
     enc, tokenizer = load_pretrained_encoder(source)
+    mcfg = config["model"]
+    ccfg = config.get("contrastive", {"pairs_per_sentence": 0})
+    tuned = None
+    if ccfg["pairs_per_sentence"] > 0:
+        enc.to(pick_device())
+        tuned = contrastive.tune(
+            enc,
+            tokenizer,
+            splits["train"],
+            mcfg["text_prefix"],
+            mcfg["max_length"],
+            ccfg,
+            config["seed"],
+        )
     # The artifact stores the encoder in float16; round the weights the same way now, so
     # the heads are fitted (and thresholds tuned) on exactly the embeddings it will serve.
     enc = enc.half().float()
-    mcfg = config["model"]
     embedder = Embedder(enc, tokenizer, mcfg["text_prefix"], mcfg["max_length"])
     texts, y_cat, y_stance = label_arrays(splits["train"])
     groups = [r.get("story_id", r["article_id"]) for r in splits["train"]]
@@ -138,6 +152,7 @@ def fit(
             "max_length": mcfg["max_length"],
             "pooling": "mean, unit length",
             "chosen": chosen,
+            "contrastive": tuned,
         },
         config={**config, "encoder": source.name},
     )
