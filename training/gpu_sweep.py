@@ -17,6 +17,19 @@ trains through the ordinary `training.train_transformer.fit`; `land` puts the re
 float16 weights over the full local encoder, so unused rows keep their real values, and
 saves through the shared runner (calibration and thresholds on dev, as for any artifact).
 
+On this workplace's device tool the rows in the README were made this way: the GPU image
+has torch 2.11 and transformers 5.17 but no `datasets`, so `.whl/` (git-ignored) carries
+transformers 5.24.0, datasets 5.2.0, dill 0.4.1, multiprocess 0.70.19 and regex for
+Python 3.12 (`pip download --no-deps --python-version 3.12 ...`), and `.dev/bundle` the
+packed encoder; the call, with `carry` [".whl", ".dev"]:
+
+    pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+    PYTHONPATH=/tmp/site:$PWD python3 -m training.gpu_sweep run --bundle .dev/bundle \
+        --out "$OUT" --budget 400 [--only full-lr1e-4 ...]
+
+The best setting took 227 s of training on an H100 (15 epochs), so a 10-minute call fits
+one full setting or two cut short by the budget.
+
 Settings are overrides of `training/configs/transformer_cpu.toml`; every setting is
 chosen by its dev figures (mean of category micro-F1 and stance macro-F1 after the
 runner's calibration and threshold tuning). Test figures are computed for the ablation
