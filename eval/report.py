@@ -682,19 +682,22 @@ def _significance(doc: _Doc, metrics: dict) -> None:
         diff = c["category_micro_f1_diff"]
         if c["significant"]:
             better = a if diff > 0 else b
-            cat_text = f"on categories {better} is better (p = {_p(c['p_value'])})"
+            cat_text = (
+                f"on category micro-F1 (paired bootstrap) {better} is better "
+                f"(p = {_p(c['p_value'])})"
+            )
         else:
             cat_text = (
-                "on categories this file cannot tell them apart "
+                "on category micro-F1 (paired bootstrap) this file cannot tell them apart "
                 f"(p = {_p(c['p_value'])}, not significant)"
             )
         st = c["stance_mcnemar"]
         if st["significant"]:
             better = a if st["a_only_correct"] > st["b_only_correct"] else b
-            st_text = f"on stance {better} is better (p = {_p(st['p_value'])})"
+            st_text = f"on stance accuracy (McNemar) {better} is better (p = {_p(st['p_value'])})"
         else:
             st_text = (
-                "on stance this file cannot tell them apart "
+                "on stance accuracy (McNemar) this file cannot tell them apart "
                 f"(p = {_p(st['p_value'])}, not significant)"
             )
         doc.para(f"In words: {cat_text}; {st_text}.")

@@ -2,9 +2,10 @@
 
 A pretrained encoder (e5-small by default) embeds each sentence once, the way it was
 trained to be read (`query: ` prefix, mean pooling, unit length); two logistic-regression
-heads (one-vs-rest for categories, multinomial for stance) sit on top. Nothing in the
-encoder is fitted, so a few thousand labelled sentences cannot overfit it, and training
-costs one embedding pass plus seconds of scikit-learn.
+heads (one-vs-rest for categories, multinomial for stance) sit on top. By default nothing
+in the encoder is fitted, so a few thousand labelled sentences cannot overfit it, and
+training costs one embedding pass plus seconds of scikit-learn; the optional SetFit-style
+stage (`training/contrastive.py`) tunes it first, and the artifact stores it either way.
 
 The artifact stores the encoder (`encoder/`, `save_pretrained` in float16 to halve its
 size; computed in float32) and the heads as plain arrays in `heads.safetensors`: no

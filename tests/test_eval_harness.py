@@ -207,6 +207,9 @@ def test_report_is_readable_and_self_contained(
     headline = md.index("## Headline")
     assert headline < md.index("## Categories, per label") < md.index("## Provenance")
     assert "| Model | Category micro-F1 [95% CI] |" in md
+    # the summary sentence names the figure and the test behind each verdict
+    assert "In words: on category micro-F1 (paired bootstrap) " in md
+    assert "; on stance accuracy (McNemar) " in md
     for label in labels:
         assert f"| **{label}** |" in md
     for name in ("per_label_f1.png", "stance_confusion.png", "reliability.png"):
