@@ -61,12 +61,7 @@ def pack_q4(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     found = _codes(blocks)
     if found is None:
         return None
-    codes, scale = found
-    scale16 = scale.astype(np.float16)
-    scales = scale16 if np.array_equal(scale16.astype(np.float32), scale) else scale
-    codes = codes.reshape(rows, cols)
-    packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
-    return packed, scales.reshape(rows, cols // BLOCK)
+    return _stored(*found, rows, cols)
 
 
 def pack_q4_rows(
@@ -89,11 +84,18 @@ def pack_q4_rows(
         return None
     scale = scale.reshape(n_rows, -1)
     scale[moved] = 0.0  # their codes are never read
+    packed, scales = _stored(codes, scale, n_rows, cols)
+    return packed, scales, moved.astype(np.int64), weight[moved].copy()
+
+
+def _stored(codes: np.ndarray, scale: np.ndarray, rows: int, cols: int) -> tuple:
+    """Codes two to a byte (low nibble = even column) and the scales, in float16 when that
+    is exact, shaped (rows, cols / 2) and (rows, cols / 32)."""
     scale16 = scale.astype(np.float16)
     scales = scale16 if np.array_equal(scale16.astype(np.float32), scale) else scale
-    codes = codes.reshape(n_rows, cols)
+    codes = codes.reshape(rows, cols)
     packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8)
-    return packed, scales, moved.astype(np.int64), weight[moved].copy()
+    return packed, scales.reshape(rows, cols // BLOCK)
 
 
 def _quantise(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

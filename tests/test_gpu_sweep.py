@@ -54,11 +54,11 @@ def test_unpacked_encoder_equals_the_packed_one_on_used_rows(
     tiny_encoder: Path, bundle: Path, splits: Path, tmp_path: Path
 ) -> None:
     original = load_file(str(tiny_encoder / "model.safetensors"))
-    unpacked = load_file(
-        str(gpu_sweep.unpack(bundle, tmp_path / "e", splits) / "model.safetensors")
-    )
+    folder, rows = gpu_sweep.unpack(bundle, tmp_path / "e", splits)
+    unpacked = load_file(str(folder / "model.safetensors"))
     assert set(unpacked) == set(original)
-    rows = read_state(bundle / gpu_sweep.BUNDLE_WEIGHTS)[gpu_sweep.ROWS]
+    stored = read_state(bundle / gpu_sweep.BUNDLE_WEIGHTS)[gpu_sweep.ROWS]
+    np.testing.assert_array_equal(rows, stored)
     table = gpu_sweep.WORD_TABLE
     for name in original:
         if name != table:

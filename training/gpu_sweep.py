@@ -132,8 +132,9 @@ def pack(encoder_dir: Path, splits_dir: Path, out: Path) -> Path:
     return out
 
 
-def unpack(bundle: Path, target: Path, splits_dir: Path) -> Path:
-    """A full-size `save_pretrained` encoder folder from the bundle (unused rows zero).
+def unpack(bundle: Path, target: Path, splits_dir: Path) -> tuple[Path, np.ndarray]:
+    """A full-size `save_pretrained` encoder folder from the bundle (unused rows zero),
+    and the ids of the rows the bundle holds.
 
     Refuses a bundle that misses a row the dataset uses: those sentences would be read
     with zero vectors and the run would measure a different model.
@@ -162,7 +163,7 @@ def unpack(bundle: Path, target: Path, splits_dir: Path) -> Path:
             f"the bundle lacks {len(missing)} word rows the dataset uses; pack it again"
         )
     save_file(state, str(target / "model.safetensors"), metadata={"format": "pt"})
-    return target
+    return target, rows
 
 
 # --------------------------------------------------------------------------- run (there)
@@ -269,14 +270,12 @@ def run(
     """
     import torch
 
-    from model.packed_weights import read_state
     from training import train_transformer
 
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     workdir = Path(workdir or Path(tempfile.gettempdir()) / "netralitas-gpu-sweep")
-    encoder = unpack(bundle, workdir / "encoder", splits_dir)
-    rows = read_state(bundle / BUNDLE_WEIGHTS)[ROWS]
+    encoder, rows = unpack(bundle, workdir / "encoder", splits_dir)
     splits = load_dataset(splits_dir)
     log.info(
         "device %s; encoder unpacked in %.1f s",
