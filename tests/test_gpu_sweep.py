@@ -3,7 +3,8 @@
 Real tiny BERT (`tiny_encoder`) on real sentences, on the CPU: the same code runs on the
 lent GPU. What must hold: the unpacked encoder is the packed one on every row the data
 uses, a bundle that lacks a used row is refused, and the landed artifact carries the
-trained weights (to float16) with the local encoder's own values on the other rows.
+trained weights (int8 deltas, float16 heads) with the local encoder's own values on the
+other rows.
 """
 
 from __future__ import annotations
@@ -96,9 +97,39 @@ def test_sweep_writes_figures_and_float16_shards_under_the_size_limit(
         assert 0 <= figures["category_ece"] <= 1 and 0 < figures["stance_macro_f1"] <= 1
     shards = sorted(out.glob("weights-*.safetensors"))
     assert shards and all(p.stat().st_size <= 16 * 2**20 for p in shards)
-    for shard in shards:
-        assert {str(v.dtype) for v in load_file(str(shard)).values()} <= {"float16", "int64"}
+    sent = {k: v for p in shards for k, v in load_file(str(p)).items()}
     assert (out / "rows.npy").is_file()  # the table was trained, so its used rows come back
+    table = next(k for k in sent if k.endswith(gpu_sweep.WORD_TABLE))
+    assert len(sent[table]) == len(np.load(out / "rows.npy"))
+    # the encoder's matrices travel as int8 deltas with a scale per row; the rest in float16
+    deltas = {k for k, v in sent.items() if v.dtype == np.int8}
+    assert table in deltas and any("attention" in k for k in deltas)
+    for name in deltas:
+        assert sent[name + gpu_sweep.DELTA_SCALE].shape == (len(sent[name]),)
+    assert sent["category_head.weight"].dtype == np.float16
+    assert {str(v.dtype) for k, v in sent.items() if k not in deltas} <= {
+        "float16",
+        "float32",
+        "int64",
+    }
+
+
+def test_int8_delta_is_within_half_a_step_of_the_weight() -> None:
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    base = torch.randn(64, 32, generator=generator)
+    trained = base + 1e-3 * torch.randn(64, 32, generator=generator)
+    trained[3] = base[3]  # an untouched row comes back exactly
+    codes, scale = gpu_sweep.quantized_delta(trained, base)
+    assert codes.dtype == torch.int8 and scale.shape == (64,)
+    back = base + codes.float() * scale[:, None]
+    step = scale[:, None].expand_as(back)
+    assert bool(((back - trained).abs() <= step / 2 + 1e-7).all())
+    assert torch.equal(back[3], trained[3])
+    # the error is a small fraction of each row's change (about 1/250 of its largest)
+    change = (trained - base).abs().amax(dim=1)
+    assert bool(((back - trained).abs().amax(dim=1) <= change / 250 + 1e-7).all())
 
 
 def test_landed_artifact_has_the_trained_weights_and_the_local_unused_rows(
@@ -107,16 +138,24 @@ def test_landed_artifact_has_the_trained_weights_and_the_local_unused_rows(
     out, results = swept
     model_dir = gpu_sweep.land(out, tmp_path / "landed", splits, encoder=str(tiny_encoder))
     meta = read_meta(model_dir)
-    assert meta["training"]["landed_from"].startswith("float16")
+    assert meta["training"]["landed_from"] == gpu_sweep.LANDED_FROM
     assert meta["training"]["epochs_run"] == results[0]["training"]["epochs_run"]
     state = read_state(model_dir / "model.safetensors")
     sent = {k: v for p in out.glob("weights-*.safetensors") for k, v in load_file(str(p)).items()}
     table = next(k for k in state if k.endswith(gpu_sweep.WORD_TABLE))
     rows = np.load(out / "rows.npy")
-    np.testing.assert_array_equal(state[table][rows], sent[table].astype(np.float32))
-    original = load_file(str(tiny_encoder / "model.safetensors"))[gpu_sweep.WORD_TABLE]
-    unused = np.setdiff1d(np.arange(len(original)), rows)
-    np.testing.assert_array_equal(state[table][unused], original[unused])
+    original = load_file(str(tiny_encoder / "model.safetensors"))
+    # used rows: the local encoder's plus the returned delta; the others: the local ones
+    delta = sent[table].astype(np.float32) * sent[table + gpu_sweep.DELTA_SCALE][:, None]
+    trained = original[gpu_sweep.WORD_TABLE][rows] + delta
+    np.testing.assert_allclose(state[table][rows], trained, rtol=1e-6, atol=1e-7)
+    assert np.abs(delta).max() > 0  # the table did move
+    unused = np.setdiff1d(np.arange(len(original[gpu_sweep.WORD_TABLE])), rows)
+    np.testing.assert_array_equal(state[table][unused], original[gpu_sweep.WORD_TABLE][unused])
+    layer = next(k for k in sent if "attention" in k and sent[k].dtype == np.int8)
+    local = original[layer.split(".", 1)[1]]  # the tagger's name is the encoder's, prefixed
+    moved = local + sent[layer].astype(np.float32) * sent[layer + gpu_sweep.DELTA_SCALE][:, None]
+    np.testing.assert_allclose(state[layer], moved, rtol=1e-6, atol=1e-7)
     head = "category_head.weight"
     np.testing.assert_array_equal(state[head], sent[head].astype(np.float32))
     # thresholds and calibration are refitted on dev here: same figures up to float16

@@ -14,8 +14,10 @@ and the 250k-row vocabulary is 96M of its 118M parameters, of which our sentence
 about 7,500 rows. `pack` keeps those rows; `run` rebuilds a full-size encoder whose
 unused rows are zero (no sentence of the dataset reaches them, which `run` checks) and
 trains through the ordinary `training.train_transformer.fit`; `land` puts the returned
-float16 weights over the full local encoder, so unused rows keep their real values, and
-saves through the shared runner (calibration and thresholds on dev, as for any artifact).
+weights (the encoder's matrices as int8 deltas against it, the rest in float16: about 25 MB
+a model, so two settings' weights fit one transfer) over the full local encoder, so unused
+rows keep their real values, and saves through the shared runner (calibration and
+thresholds on dev, as for any artifact).
 
 On this workplace's device tool the rows in the README were made this way: the GPU image
 has torch 2.11 and transformers 5.17 but no `datasets`, so `.whl/` (git-ignored) carries
@@ -65,6 +67,8 @@ BUNDLE_WEIGHTS = "encoder.safetensors"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 PREFIXES = ("", "query: ", "passage: ")
 SHARD_BYTES = 15 * 2**20  # the tool returns files of at most 16 MiB
+DELTA_SCALE = ".delta_scale"  # suffix of an int8 delta's per-row scales
+LANDED_FROM = "training.gpu_sweep weights (int8 deltas or float16)"
 BASE = {"train.epochs": 15, "train.patience": 4, "model.max_length": 128}
 # (name, overrides of transformer_cpu.toml on top of BASE), in the order they are tried.
 SETTINGS: list[tuple[str, dict]] = [
@@ -80,6 +84,7 @@ SETTINGS: list[tuple[str, dict]] = [
         {"model.freeze_word_embeddings": False, "train.lr": 5e-5, "loss.stance_weight": 2.0},
     ),
     ("full-lr5e-5-seed7", {"model.freeze_word_embeddings": False, "train.lr": 5e-5, "seed": 7}),
+    ("full-lr5e-5-seed21", {"model.freeze_word_embeddings": False, "train.lr": 5e-5, "seed": 21}),
     ("frozen-lr1.5e-4", {"train.lr": 1.5e-4}),
 ]
 
@@ -212,10 +217,41 @@ def deadline_callback(deadline: float):
     return Deadline()
 
 
-def dump_weights(model, frozen: bool, rows: np.ndarray, out: Path, record: dict) -> list[Path]:
-    """The tagger's weights in float16 shards of at most SHARD_BYTES, plus `best.json`.
+def pretrained_state(encoder: Path) -> dict:
+    """The encoder's own weights under the tagger's names: what a run starts from, and so
+    what its returned weights are deltas against (the heads start random: never deltas)."""
+    from model.encoders import resolve_encoder
+    from model.transformer import encoder_prefix_of, load_pretrained_encoder
 
-    The word table is sent as the used rows only (none when it was frozen: unchanged).
+    module, _ = load_pretrained_encoder(resolve_encoder(str(encoder)))
+    prefix = encoder_prefix_of(module)
+    return {f"{prefix}.{k}": v.detach().float().cpu() for k, v in module.state_dict().items()}
+
+
+def quantized_delta(value, base) -> tuple:
+    """`value - base` as int8 codes and one float32 scale per row (max |delta| / 127).
+
+    Fine-tuning moves a weight far less than its size, so the rounding error, at most half
+    a row's step, is about 1/250 of that row's largest change: far below float16's own
+    rounding of the weight. Half the bytes of float16, so two models fit one transfer.
+    """
+    import torch
+
+    delta = value.detach().float().cpu() - base
+    scale = (delta.abs().amax(dim=1, keepdim=True) / 127.0).clamp_min(1e-12)
+    codes = torch.round(delta / scale).clamp_(-127, 127).to(torch.int8)
+    return codes, scale.squeeze(1)
+
+
+def dump_weights(
+    model, frozen: bool, rows: np.ndarray, out: Path, record: dict, base: dict | None = None
+) -> list[Path]:
+    """The tagger's weights in shards of at most SHARD_BYTES, plus `best.json`.
+
+    With `base` (the pretrained encoder's weights, `pretrained_state`), each matrix the
+    encoder had is sent as an int8 delta against it (`<name>` int8 codes and
+    `<name>` + DELTA_SCALE per row, see `quantized_delta`); vectors and the fresh heads in
+    float16. The word table is sent as the used rows only (none when it was frozen).
     """
     import torch
     from safetensors.torch import save_file
@@ -223,10 +259,19 @@ def dump_weights(model, frozen: bool, rows: np.ndarray, out: Path, record: dict)
     tensors: dict[str, torch.Tensor] = {}
     for name, value in model.state_dict().items():
         if name.endswith(WORD_TABLE):
-            if not frozen:
-                tensors[name] = value[torch.as_tensor(rows, device=value.device)].half().cpu()
-            continue
-        tensors[name] = value.detach().half().cpu() if value.is_floating_point() else value.cpu()
+            if frozen:
+                continue
+            index = torch.as_tensor(rows, device=value.device)
+            value = value[index]
+            reference = base[name][torch.as_tensor(rows)] if base is not None else None
+        else:
+            reference = base.get(name) if base is not None else None
+        if reference is not None and value.ndim == 2 and value.is_floating_point():
+            tensors[name], tensors[name + DELTA_SCALE] = quantized_delta(value, reference)
+        elif value.is_floating_point():
+            tensors[name] = value.detach().half().cpu()
+        else:
+            tensors[name] = value.cpu()
     for old in out.glob("weights-*.safetensors"):
         old.unlink()
     shards: list[dict[str, torch.Tensor]] = [{}]
@@ -276,6 +321,7 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     workdir = Path(workdir or Path(tempfile.gettempdir()) / "netralitas-gpu-sweep")
     encoder, rows = unpack(bundle, workdir / "encoder", splits_dir)
+    base = pretrained_state(encoder)
     splits = load_dataset(splits_dir)
     log.info(
         "device %s; encoder unpacked in %.1f s",
@@ -337,7 +383,7 @@ def run(
             best = headline(dev)
             model = fitted.backend.model
             frozen = bool(config["model"]["freeze_word_embeddings"])
-            dump_weights(model, frozen, rows, out, record)
+            dump_weights(model, frozen, rows, out, record, base)
         if fitted.after_save is not None:
             fitted.after_save()  # the setting's Trainer checkpoints
         del fitted
@@ -350,28 +396,40 @@ def run(
 
 
 def put_weights(model, weights: Path) -> None:
-    """Copy the returned float16 shards into `model`, strictly.
+    """Put the returned shards into `model` (built from the local encoder), strictly.
 
     Every tensor must come back except the word table of a frozen run (then it is the
     local encoder's, unchanged); a sent table holds only the rows in `rows.npy`, and the
-    other rows keep the local encoder's real values.
+    other rows keep the local encoder's real values. An int8 tensor is a delta against the
+    pretrained encoder (`dump_weights`), which is what `model` holds before this.
     """
     import torch
     from safetensors.torch import load_file
 
     params = model.state_dict()
+    sent: dict[str, torch.Tensor] = {}
+    for shard in sorted(weights.glob("weights-*.safetensors")):
+        sent |= load_file(str(shard))
     got: set[str] = set()
     with torch.no_grad():
-        for shard in sorted(weights.glob("weights-*.safetensors")):
-            for name, value in load_file(str(shard)).items():
-                if name not in params:
-                    raise ValueError(f"{shard}: {name} is not a weight of this model")
-                if name.endswith(WORD_TABLE):
-                    rows = torch.from_numpy(np.load(weights / "rows.npy"))
-                    params[name][rows] = value.to(params[name].dtype)
-                else:
-                    params[name].copy_(value.to(params[name].dtype))
-                got.add(name)
+        for name, value in sent.items():
+            if name.endswith(DELTA_SCALE):
+                continue
+            if name not in params:
+                raise ValueError(f"{weights}: {name} is not a weight of this model")
+            index = (
+                torch.from_numpy(np.load(weights / "rows.npy"))
+                if name.endswith(WORD_TABLE)
+                else slice(None)
+            )
+            if value.dtype == torch.int8:
+                if name + DELTA_SCALE not in sent:
+                    raise ValueError(f"{weights}: no weights for {name + DELTA_SCALE}")
+                value = (
+                    params[name][index].float() + value.float() * sent[name + DELTA_SCALE][:, None]
+                )
+            params[name][index] = value.to(params[name].dtype)
+            got.add(name)
     missing = {n for n in set(params) - got if not n.endswith(WORD_TABLE)}
     if missing:
         raise ValueError(f"{weights}: no weights for {sorted(missing)[:5]}")
@@ -399,7 +457,7 @@ def land(weights: Path, out: Path, splits_dir: Path, encoder: str = "e5-small-of
         put_weights(model, weights)
         device = pick_device()
         model.to(device)
-        training = {**record["training"], "landed_from": "float16 weights (training.gpu_sweep)"}
+        training = {**record["training"], "landed_from": LANDED_FROM}
         return tt.fitted_from(model, tokenizer, config, source, training, device)
 
     runner.train(tt.NAME, config, splits_dir, out, fit=fit)
