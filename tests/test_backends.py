@@ -18,12 +18,14 @@ pytest.importorskip("torch")
 
 from data.records import DataError
 from data.validate import DEFAULT_SPLITS_DIR
-from model import calibration
+from model import calibration, exitcodes
 from model.artifact import read_meta
 from model.registry import BACKENDS, load_predictor
 from model.schema import STANCES
+from model.scorer import label_arrays, tune_thresholds
 from training import runner
 from training.common import load_config, load_dataset
+from training.retune import main as main_retune
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_GRID = ["categories.C_grid=[1.0, 8.0]", "stance.C_grid=[1.0, 8.0]", "cv.folds=3"]
@@ -163,3 +165,56 @@ def test_ensemble_from_trained_members_checks_their_data(
             tmp_path / "bad",
             members_from=[tmp_path / "real-only", embed_lr_dir],
         )
+
+
+def test_ensemble_of_three_gives_the_first_the_tuned_weight_and_splits_the_rest(
+    tfidf_model_dir: Path, embed_lr_dir: Path, tmp_path: Path
+) -> None:
+    config = load_config(runner.trainer("ensemble").DEFAULT_CONFIG)
+    members = [embed_lr_dir, tfidf_model_dir, embed_lr_dir]
+    result = runner.train(
+        "ensemble", config, DEFAULT_SPLITS_DIR, tmp_path / "e3", members_from=members
+    )
+    weights = [m["weight"] for m in result.meta["members"]]
+    assert weights[1] == weights[2] == pytest.approx((1 - weights[0]) / 2)
+    assert sum(weights) == pytest.approx(1.0)
+    texts = [r["text"] for r in load_dataset()["test"]][:10]
+    parts = [load_predictor(m).backend.scores(texts) for m in members]
+    want = sum(w * p.stance for w, p in zip(weights, parts, strict=True))
+    got = load_predictor(tmp_path / "e3").backend.scores(texts).stance
+    np.testing.assert_allclose(got, want)
+    with pytest.raises(ValueError, match="two or more members"):
+        runner.train(
+            "ensemble", config, DEFAULT_SPLITS_DIR, tmp_path / "e1", members_from=[embed_lr_dir]
+        )
+
+
+def test_retune_refits_only_the_thresholds_and_keeps_the_model(
+    tfidf_model_dir: Path, tmp_path: Path
+) -> None:
+    old = read_meta(tfidf_model_dir)
+    runner.retune(tfidf_model_dir, "per_category", DEFAULT_SPLITS_DIR, tmp_path / "per")
+    new = read_meta(tmp_path / "per")
+    assert new["config"]["thresholds"] == "per_category"
+    assert new["retuned_from"] == old["version"] != new["version"]
+    assert new["train_seconds"] >= old["train_seconds"]  # the original fit's time is kept
+    texts, y_cat, _ = label_arrays(load_dataset()["dev"])
+    before, after = load_predictor(tfidf_model_dir), load_predictor(tmp_path / "per")
+    np.testing.assert_array_equal(
+        before.backend.scores(texts).categories, after.backend.scores(texts).categories
+    )
+    expected, _ = tune_thresholds(after.scores(texts).categories, y_cat, mode="per_category")
+    assert new["thresholds"] == expected
+    assert len(set(expected.values())) > 1
+    # and back: the same config as the original, so the same thresholds and version id
+    assert main_retune([str(tmp_path / "per"), "--out", str(tmp_path / "back")]) == 0
+    back = read_meta(tmp_path / "back")
+    assert back["thresholds"] == old["thresholds"] and back["version"] == old["version"]
+    assert main_retune([str(tmp_path / "nothing")]) == exitcodes.MODEL
+
+
+def test_config_without_a_threshold_mode_is_refused_before_fitting(tmp_path: Path) -> None:
+    config = load_config(runner.trainer("tfidf").DEFAULT_CONFIG)
+    del config["thresholds"]
+    with pytest.raises(ValueError, match="thresholds must be one of"):
+        runner.train("tfidf", config, DEFAULT_SPLITS_DIR, tmp_path / "m")

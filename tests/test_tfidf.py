@@ -273,9 +273,9 @@ def test_thresholds_are_tuned_on_dev_and_stored(tfidf_model_dir: Path) -> None:
     expected, how = tune_thresholds(predictor.scores(texts).categories, y_cat)
     assert meta["thresholds"] == expected
     assert meta["threshold_source"] == how
-    for j, c in enumerate(CATEGORIES):
-        if not y_cat[:, j].any():
-            assert meta["thresholds"][c] == 0.5 and how[c].startswith("default")
+    assert meta["config"]["thresholds"] == "global"  # the shipped default: one for all
+    assert len(set(meta["thresholds"].values())) == 1
+    assert set(how.values()) == {"tuned: one for all categories"}
 
 
 def test_tune_thresholds_hand_example() -> None:
@@ -285,10 +285,18 @@ def test_tune_thresholds_hand_example() -> None:
     truth[:, 0] = [1, 1, 0, 0]  # any threshold in (0.3, 0.6] gives F1 = 1; 0.5 is nearest 0.5
     scores[:, 1] = [0.35, 0.2, 0.15, 0.1]
     truth[:, 1] = [1, 0, 0, 0]  # only thresholds in (0.2, 0.35] give F1 = 1: 0.35 is nearest
-    thresholds, how = tune_thresholds(scores, truth)
+    thresholds, how = tune_thresholds(scores, truth, mode="per_category")
     assert thresholds["kampanye"] == 0.5
     assert thresholds["media_sosial"] == 0.35
     assert thresholds["politik_uang"] == 0.5 and how["politik_uang"].startswith("default")
+    # one threshold for all: only (0.3, 0.35] is right for both columns at once
+    thresholds, how = tune_thresholds(scores, truth)
+    assert set(thresholds.values()) == {0.35}
+    assert how["politik_uang"] == "tuned: one for all categories"
+    thresholds, how = tune_thresholds(scores, np.zeros_like(truth))
+    assert set(thresholds.values()) == {0.5} and how["kampanye"].startswith("default")
+    with pytest.raises(ValueError, match="thresholds must be one of"):
+        tune_thresholds(scores, truth, mode="per-label")
 
 
 def test_retraining_with_the_same_seed_gives_identical_predictions(

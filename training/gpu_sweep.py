@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from data.validate import DEFAULT_SPLITS_DIR
-from model.scorer import calibration_bins, dev_metrics, label_arrays
+from model.scorer import THRESHOLD_MODES, calibration_bins, dev_metrics, label_arrays
 from training import runner
 from training.common import load_config, load_dataset
 
@@ -435,18 +435,25 @@ def put_weights(model, weights: Path) -> None:
         raise ValueError(f"{weights}: no weights for {sorted(missing)[:5]}")
 
 
-def land(weights: Path, out: Path, splits_dir: Path, encoder: str = "e5-small-offline") -> Path:
+def land(
+    weights: Path,
+    out: Path,
+    splits_dir: Path,
+    encoder: str = "e5-small-offline",
+    thresholds: str = "global",
+) -> Path:
     """Rebuild the best setting's tagger from its shards and save it as an artifact.
 
     `encoder` must be the one the bundle was packed from (its unused rows are restored
-    from it); thresholds and calibration are fitted again on dev, here.
+    from it); thresholds (`thresholds`: their mode) and calibration are fitted again on
+    dev, here.
     """
     from model.encoders import resolve_encoder
     from model.transformer import pick_device
     from training import train_transformer as tt
 
     record = json.loads((weights / "best.json").read_text())
-    config = record["config"]
+    config = {**record["config"], "thresholds": thresholds}
 
     def fit(splits: dict, config: dict, out_dir: Path) -> runner.Fitted:
         source = resolve_encoder(encoder)
@@ -483,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     lnd.add_argument("--weights", type=Path, required=True)
     lnd.add_argument("--out", type=Path, required=True)
     lnd.add_argument("--encoder", default="e5-small-offline", help="the encoder packed")
+    lnd.add_argument("--thresholds", choices=THRESHOLD_MODES, default="global")
     for sub in (p, r, lnd):
         sub.add_argument("--data", type=Path, default=DEFAULT_SPLITS_DIR, help="splits folder")
     args = parser.parse_args(argv)
@@ -500,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = [s for s in SETTINGS if not args.only or s[0] in args.only]
         run(args.bundle, args.out, args.budget, args.data, args.config, settings)
     else:
-        land(args.weights, args.out, args.data, args.encoder)
+        land(args.weights, args.out, args.data, args.encoder, args.thresholds)
     return 0
 
 

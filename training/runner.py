@@ -12,9 +12,10 @@ A backend's training module only fits. It exposes
 
 Everything after the fit is the same for every backend and lives here, so a third backend
 is its training module, its config and its test: scores on dev, temperature scaling
-fitted on dev (`model/calibration.py`), per-category thresholds tuned on the calibrated dev
-scores, the dev summary, provenance in meta.json, the seen-sentence hashes, the
-verified artifact, the log line and the exit codes.
+fitted on dev (`model/calibration.py`), category thresholds tuned on the calibrated dev
+scores (the config's `thresholds`: one for all categories, or one each), the dev
+summary, provenance in meta.json, the seen-sentence hashes, the verified artifact, the
+log line and the exit codes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import json
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -36,7 +39,7 @@ from model import calibration, exitcodes
 from model.artifact import base_meta, save_artifact, write_seen
 from model.paths import REPO_ROOT
 from model.predictor import Backend
-from model.scorer import dev_metrics, label_arrays, tune_thresholds
+from model.scorer import THRESHOLD_MODES, dev_metrics, label_arrays, tune_thresholds
 from training.common import (
     add_overrides_option,
     authored_weight,
@@ -69,6 +72,7 @@ class Fitted:
     card: Callable[[dict], str] | None = None  # model card text from the final meta
     after_save: Callable[[], None] | None = None  # clean-up once the artifact is safe
     calibration: dict | None = None  # temperatures fitted on dev by the runner
+    prior_seconds: float = 0.0  # training done before this run (a retuned artifact's fit)
 
 
 @dataclass
@@ -112,6 +116,11 @@ def fit_and_tune(
     Returns the fitted model, the thresholds, where each came from, and the dev summary.
     """
     module = trainer(name)
+    if config.get("thresholds") not in THRESHOLD_MODES:  # checked before a long fit
+        raise ValueError(
+            f"config key thresholds must be one of {THRESHOLD_MODES}, "
+            f"got {config.get('thresholds')!r}"
+        )
     seed_everything(config["seed"])
     splits = apply_authored(splits, config)
     if not splits["train"]:
@@ -121,7 +130,7 @@ def fit_and_tune(
     raw = fitted.backend.scores(dev_texts)
     fitted.calibration = calibration.fit(raw, dev_cat, dev_stance)
     dev_scores = calibration.apply(raw, fitted.calibration)
-    thresholds, how = tune_thresholds(dev_scores.categories, dev_cat)
+    thresholds, how = tune_thresholds(dev_scores.categories, dev_cat, mode=config["thresholds"])
     metrics = dev_metrics(dev_scores.categories, dev_scores.stance, dev_cat, dev_stance, thresholds)
     return fitted, thresholds, how, metrics
 
@@ -151,7 +160,7 @@ def train(name: str, config: dict, splits_dir: Path, out: Path, **options) -> Re
                 "authored_weight": authored_weight(config),
             },
             **fitted.meta,
-            "train_seconds": round(seconds, 2),
+            "train_seconds": round(fitted.prior_seconds + seconds, 2),
         },
     )
     seen = seen_hashes(splits)
@@ -177,6 +186,63 @@ def train(name: str, config: dict, splits_dir: Path, out: Path, **options) -> Re
         metrics["stance_macro_f1"],
     )
     return Result(meta=meta, fitted=fitted, out=Path(out))
+
+
+# Meta fields the runner writes itself (base_meta and `train` above): a retune recomputes
+# them; every other field of a trained artifact's meta is its backend's own.
+RUNNER_META = frozenset(
+    {
+        "format", "backend", "version", "schema_version", "categories", "stances",
+        "thresholds", "training_data", "config", "seed", "libraries", "dev_metrics",
+        "created", "calibration", "threshold_source", "thresholds_tuned_on",
+        "train_sentences", "train_seconds",
+    }
+)  # fmt: skip
+ARTIFACT_BOOKKEEPING = frozenset({"meta.json", "manifest.json", "seen_sentences.txt"})
+
+
+def trained_artifact(folder: Path, splits: dict[str, list[dict]]) -> Fitted:
+    """An already trained artifact as a `Fitted`: verified (manifest), and trained on these
+    splits (its seen-sentence hashes must be exactly this train + dev). Its files are
+    copied as they are; `meta` is the artifact's whole meta.json."""
+    from model.artifact import read_seen
+    from model.registry import load_predictor
+
+    predictor = load_predictor(folder)
+    if read_seen(Path(folder)) != set(seen_hashes(splits)):
+        raise DataError(f"{folder} was not trained on these train and dev splits")
+
+    def copy(target: Path) -> None:
+        for src in sorted(Path(folder).rglob("*")):
+            if src.is_file() and src.relative_to(folder).as_posix() not in ARTIFACT_BOOKKEEPING:
+                dst = target / src.relative_to(folder)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+
+    return Fitted(backend=predictor.backend, write_files=copy, meta=predictor.meta)
+
+
+def retune(
+    folder: Path, mode: str, splits_dir: Path = DEFAULT_SPLITS_DIR, out: Path | None = None
+) -> Result:
+    """Refit a trained artifact's calibration and thresholds on dev, `thresholds` = `mode`,
+    without refitting the model: to change how its decisions are tuned in seconds rather
+    than retrain it. Saved to `out` (default: in place, atomically, like any artifact);
+    its training time stays that of the original fit."""
+    old = json.loads((Path(folder) / "meta.json").read_text(encoding="utf-8"))
+    module = trainer(old["backend"])
+    config = {**old["config"], "thresholds": mode}
+
+    def fit(splits: dict, config: dict, out_dir: Path, **_) -> Fitted:
+        fitted = trained_artifact(folder, splits)
+        fitted.meta = {k: v for k, v in old.items() if k not in RUNNER_META}
+        fitted.meta["retuned_from"] = old["version"]
+        fitted.config = config
+        fitted.prior_seconds = float(old.get("train_seconds", 0.0))
+        fitted.card = getattr(module, "card_from_meta", None)
+        return fitted
+
+    return train(old["backend"], config, splits_dir, Path(out or folder), fit=fit)
 
 
 def main(name: str, argv: list[str] | None = None) -> int:

@@ -77,7 +77,7 @@ HALF = dict.fromkeys(CATEGORIES, 0.5)  # thresholds for the early-stopping monit
 
 # section ("" = top level) -> key -> expected type; every key is required, no other allowed.
 CONFIG_SCHEMA: dict[str, dict[str, type]] = {
-    "": {"seed": int, "authored": object},  # authored: checked by the runner
+    "": {"seed": int, "authored": object, "thresholds": str},  # both checked by the runner
     "model": {
         "dropout": float,
         "max_length": int,
@@ -439,6 +439,11 @@ def resume_point(ckpt: Path, fingerprint: str, resume: bool) -> str | None:
 
 
 # --------------------------------------------------------------------------- model card
+
+
+def card_from_meta(meta: dict) -> str:
+    """The model card of an artifact re-saved without a fit (`runner.retune`)."""
+    return model_card(meta, EncoderSource(**meta["encoder_source"]))
 
 
 def model_card(meta: dict, source: EncoderSource) -> str:
