@@ -30,7 +30,13 @@ packed encoder; the call, with `carry` [".whl", ".dev"]:
         --out "$OUT" --budget 400 [--only full-lr1e-4 ...]
 
 The best setting took 227 s of training on an H100 (15 epochs), so a 10-minute call fits
-one full setting or two cut short by the budget.
+one full setting or two cut short by the budget. A step is launch-bound (the GPU is idle
+most of the time), so two settings run as two processes at once share it well: on an H200
+each of two took 250-313 s for 15 epochs (1.5 times the throughput of one at a time).
+Start one `run --only NAME --out "$OUT/NAME"` per setting in the background, each with its
+own `TMPDIR` (its unpacked encoder and checkpoints), and `wait`; the int8 weights of two
+settings (2 x 24.6 MB in 2 shards each) fit the 64 MiB that come back, and the small files
+(best.json, rows.npy, sweep.jsonl, logs) go into one archive, as at most 8 files return.
 
 Settings are overrides of `training/configs/transformer_cpu.toml`; every setting is
 chosen by its dev figures (mean of category micro-F1 and stance macro-F1 after the
