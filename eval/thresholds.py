@@ -25,7 +25,7 @@ from data.validate import DEFAULT_SPLITS_DIR
 from model import calibration, exitcodes
 from model.artifact import ArtifactError
 from model.predictor import Scores
-from model.scorer import THRESHOLD_MODES, label_arrays, tune_thresholds
+from model.scorer import THRESHOLD_MODES, f1_of, label_arrays, tune_thresholds
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,6 @@ class ModeComparison:
     interval: tuple[float, float]  # 2.5% and 97.5% of that difference over the splits
     global_wins: float  # share of splits where global was better
     per_category_wins: float
-
-
-def micro_f1(pred: np.ndarray, truth: np.ndarray) -> float:
-    denom = float(pred.sum() + truth.sum())
-    return 2 * float((pred & truth).sum()) / denom if denom else 0.0
 
 
 def compare_modes(
@@ -65,7 +60,7 @@ def compare_modes(
         for mode in THRESHOLD_MODES:
             thresholds, _ = tune_thresholds(tuned, y_cat[tune], mode=mode)
             t = np.array(list(thresholds.values()))
-            f1[mode].append(micro_f1(scored >= t, truth[~tune]))
+            f1[mode].append(f1_of(scored >= t, truth[~tune]))
     diff = np.array(f1["global"]) - np.array(f1["per_category"])
     low, high = np.percentile(diff, [2.5, 97.5])
     return ModeComparison(

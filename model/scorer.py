@@ -166,7 +166,7 @@ def tune_thresholds(
         else:
             value = max(
                 (float(t) for t in grid),
-                key=lambda t: (round(_f1(scores >= t, truth), 9), -abs(t - 0.5)),
+                key=lambda t: (round(f1_of(scores >= t, truth), 9), -abs(t - 0.5)),
             )
             how = "tuned: one for all categories"
         return {c: value for c in CATEGORIES}, {c: how for c in CATEGORIES}
@@ -177,13 +177,13 @@ def tune_thresholds(
             continue
         thresholds[name] = max(
             (float(t) for t in grid),
-            key=lambda t, j=j: (round(_f1(scores[:, j] >= t, truth[:, j]), 9), -abs(t - 0.5)),
+            key=lambda t, j=j: (round(f1_of(scores[:, j] >= t, truth[:, j]), 9), -abs(t - 0.5)),
         )
         hows[name] = "tuned"
     return thresholds, hows
 
 
-def _f1(pred: np.ndarray, truth: np.ndarray) -> float:
+def f1_of(pred: np.ndarray, truth: np.ndarray) -> float:
     """F1 of boolean predictions (micro over every cell when the arrays are 2-D)."""
     denom = float(pred.sum() + truth.sum())
     return 2 * float((pred & truth).sum()) / denom if denom else 0.0
