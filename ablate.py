@@ -209,6 +209,26 @@ ROWS: tuple[Row, ...] = (
 )
 
 
+def retuned(slug: str, folder: Path, mode: str) -> bool:
+    """Keep a trained model, its thresholds retuned if they were tuned another way (models
+    saved before the `thresholds` key had one per category). False when it cannot be kept
+    (an old artifact whose seen-sentence hashes follow an earlier rule): train it again."""
+    from data.records import DataError
+    from data.validate import DEFAULT_SPLITS_DIR
+    from model.artifact import read_meta
+    from training import runner
+
+    if read_meta(folder)["config"].get("thresholds", "per_category") == mode:
+        return True
+    log.info("=== %s: retuning its thresholds (%s)", slug, mode)
+    try:
+        runner.retune(folder, mode, DEFAULT_SPLITS_DIR)
+    except DataError as exc:
+        log.warning("=== %s: cannot retune (%s); training it again", slug, exc)
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", default=None, help="comma-separated row slugs (default all)")
@@ -257,15 +277,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             continue
         reuse = args.reuse or row.gpu_setting
-        if reuse and (folder / "meta.json").is_file() and not row.members_from:
-            # a kept model whose thresholds were tuned another way is retuned, not refitted
-            # (models saved before the `thresholds` key had one per category)
-            stored = read_meta(folder)["config"].get("thresholds", "per_category")
-            if stored != config["thresholds"]:
-                log.info("=== %s: retuning its thresholds (%s)", row.slug, config["thresholds"])
-                runner.retune(folder, config["thresholds"], DEFAULT_SPLITS_DIR)
-        else:
-            # an ensemble of kept members takes seconds: its weight is chosen again too
+        kept = reuse and (folder / "meta.json").is_file() and not row.members_from
+        if kept:
+            kept = retuned(row.slug, folder, config["thresholds"])
+        if not kept:
+            # (an ensemble of kept members takes seconds: its weight is chosen again too)
             log.info("=== %s: training %s %s", row.slug, row.backend, list(row.overrides))
             runner.train(row.backend, config, DEFAULT_SPLITS_DIR, folder, **options)
         meta = read_meta(folder)
@@ -292,6 +308,13 @@ def main(argv: list[str] | None = None) -> int:
             )["summary"]
             result["cv_seconds"] = round(time.perf_counter() - started, 1)
         results.append(result)
+        # kept as it comes, so a later failure loses no CV run (`--reuse` picks it up)
+        done = {r["slug"]: r for r in results}
+        atomic_write_text(
+            args.out / "ablation.json",
+            json.dumps([done.get(r.slug) or previous[r.slug] for r in ROWS
+                        if r.slug in done or r.slug in previous], indent=2) + "\n",
+        )  # fmt: skip
     report = args.out / "eval"
     code = evaluate(
         [
