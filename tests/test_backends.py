@@ -7,6 +7,7 @@ sentences, scikit-learn fits the heads, and the artifacts load through the regis
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -218,3 +219,19 @@ def test_config_without_a_threshold_mode_is_refused_before_fitting(tmp_path: Pat
     del config["thresholds"]
     with pytest.raises(ValueError, match="thresholds must be one of"):
         runner.train("tfidf", config, DEFAULT_SPLITS_DIR, tmp_path / "m")
+
+
+def test_ablate_keeps_a_model_tuned_its_way_and_retunes_one_tuned_another(
+    tfidf_model_dir: Path, tmp_path: Path
+) -> None:
+    import ablate
+
+    folder = tmp_path / "kept"
+    shutil.copytree(tfidf_model_dir, folder)
+    version = read_meta(folder)["version"]
+    assert ablate.retuned("kept", folder, "global") is True
+    assert read_meta(folder)["version"] == version  # already global: untouched
+    assert ablate.retuned("kept", folder, "per_category") is True
+    meta = read_meta(folder)
+    assert meta["config"]["thresholds"] == "per_category" and meta["retuned_from"] == version
+    load_predictor(folder)  # still a verified artifact
