@@ -311,3 +311,27 @@ def test_mixed_precision_only_on_cuda() -> None:
 
     assert precision_flags(torch.device("cpu"), "auto") == {"bf16": False, "fp16": False}
     assert precision_flags(torch.device("cpu"), "fp16") == {"bf16": False, "fp16": False}
+
+
+def test_retune_rewrites_the_model_card_and_keeps_the_weights(
+    run_a: TrainResult, splits: Path, tmp_path: Path
+) -> None:
+    from training.runner import retune
+
+    out = tmp_path / "retuned"
+    retune(run_a.out, "per_category", splits, out)
+    old = json.loads((run_a.out / "meta.json").read_text())
+    new = json.loads((out / "meta.json").read_text())
+    assert new["retuned_from"] == old["version"] != new["version"]
+    assert new["encoder"] == old["encoder"] and new["training"] == old["training"]
+    card = (out / "README.md").read_text()
+    assert f"version `{new['version']}`" in card and old["version"] not in card
+    assert (out / "model.safetensors").read_bytes() == (
+        run_a.out / "model.safetensors"
+    ).read_bytes()
+    texts = eval_texts(splits)[:20]
+    a, b = (
+        load_predictor(run_a.out).backend.scores(texts),
+        load_predictor(out).backend.scores(texts),
+    )
+    assert np.array_equal(a.categories, b.categories) and np.array_equal(a.stance, b.stance)
