@@ -31,8 +31,9 @@ packed encoder; the call, with `carry` [".whl", ".dev"]:
 
 The best setting took 227 s of training on an H100 (15 epochs), so a 10-minute call fits
 one full setting or two cut short by the budget. A step is launch-bound (the GPU is idle
-most of the time), so two settings run as two processes at once share it well: on an H200
-each of two took 250-313 s for 15 epochs (1.5 times the throughput of one at a time).
+most of the time), so two settings can run as two processes at once: on an H200 each of
+two took 250-313 s for 15 epochs (one alone was timed only on an H100, 227 s, so the gain
+is not measured on one card).
 Start one `run --only NAME --out "$OUT/NAME"` per setting in the background, each with its
 own `TMPDIR` (its unpacked encoder and checkpoints), and `wait`; the int8 weights of two
 settings (2 x 24.6 MB in 2 shards each) fit the 64 MiB that come back, and the small files
