@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
-import json
 import logging
 import shutil
 import sys
@@ -36,7 +35,7 @@ from types import ModuleType
 from data.records import DataError
 from data.validate import DEFAULT_SPLITS_DIR
 from model import calibration, exitcodes
-from model.artifact import base_meta, save_artifact, write_seen
+from model.artifact import base_meta, read_meta, save_artifact, write_seen
 from model.paths import REPO_ROOT
 from model.predictor import Backend
 from model.scorer import THRESHOLD_MODES, dev_metrics, label_arrays, tune_thresholds
@@ -229,7 +228,7 @@ def retune(
     without refitting the model: to change how its decisions are tuned in seconds rather
     than retrain it. Saved to `out` (default: in place, atomically, like any artifact);
     its training time stays that of the original fit."""
-    old = json.loads((Path(folder) / "meta.json").read_text(encoding="utf-8"))
+    old = read_meta(Path(folder))  # verified, as every artifact read here
     module = trainer(old["backend"])
     config = {**old["config"], "thresholds": mode}
 
