@@ -14,6 +14,11 @@ twice gives byte-identical files.
 
     python -m data.build            # rebuild splits, stats, SOURCES.md and the card's tables
     python -m data.build --resplit  # split every story anew (a new dataset version)
+    python -m data.build --new-to train  # new stories all train; dev and test stay as they are
+
+`--new-to train` is for a batch of training data added under a fixed yardstick: dev and
+test keep exactly their stories, so figures before and after the batch compare on the same
+sentences (an article that joins a story already in dev or test still goes with its story).
 """
 
 from __future__ import annotations
@@ -333,14 +338,21 @@ def minimum_checks(stats: dict) -> list[tuple[str, int, int]]:
 
 
 def build(
-    paths: Paths, seed: int = SPLIT_SEED, holdout: Holdout | None = None, resplit: bool = False
+    paths: Paths,
+    seed: int = SPLIT_SEED,
+    holdout: Holdout | None = None,
+    resplit: bool = False,
+    new_to: str | None = None,
 ) -> dict:
     """Write the split files, the assignment, stats.json and the card's tables.
 
     `resplit` discards the stored assignment and splits every story anew (done once per
     dataset version, recorded in the data card's changelog); otherwise stored stories keep
-    their split and only new stories are placed.
+    their split and only new stories are placed: by the balancing search, or all into the
+    split `new_to` names.
     """
+    if new_to is not None and (resplit or new_to not in SPLITS):
+        raise DataError(f"--new-to takes one of {SPLITS} and cannot go with --resplit")
     real = real_records(paths, holdout)
     authored = [dict(r, story_id=r["article_id"]) for r in authored_records(paths)]
     stored = json.loads(paths.assignment.read_text()) if paths.assignment.exists() else {}
@@ -350,7 +362,11 @@ def build(
             "to split by story"
         )
     known = {} if resplit else stored.get("stories", {})
-    assignment = assign_stories(real, known, seed=seed)
+    if new_to is None:
+        assignment = assign_stories(real, known, seed=seed)
+    else:
+        new = {r["story_id"] for r in real} - set(known)
+        assignment = dict(known) | dict.fromkeys(new, new_to)
     splits: dict[str, list[dict]] = {s: [] for s in SPLITS}
     for rec in real:
         splits[assignment[rec["story_id"]]].append(rec)
@@ -400,11 +416,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--resplit", action="store_true", help="split every story anew (new dataset version)"
     )
+    parser.add_argument(
+        "--new-to", choices=SPLITS, default=None, help="put every new story in this split"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         holdout = Holdout.load(args.holdout)
-        stats = build(Paths(args.data_dir), seed=args.seed, holdout=holdout, resplit=args.resplit)
+        stats = build(
+            Paths(args.data_dir),
+            seed=args.seed,
+            holdout=holdout,
+            resplit=args.resplit,
+            new_to=args.new_to,
+        )
     except (DataError, KeyError, OSError) as exc:
         print(f"data.build: error: {exc}", file=sys.stderr)
         return exitcodes.INPUT

@@ -1,6 +1,6 @@
 """Add collected real articles to `data/raw/` (text file plus metadata line each).
 
-    python -m data.ingest COLLECTED.jsonl [...] [--data-dir data]
+    python -m data.ingest COLLECTED.jsonl [...] [--data-dir data] [--check]
 
 Each input line is one article as a collector saved it from a stored copy of a public web
 page: `url`, `outlet`, `date`, `region`, `title` (null when the excerpt shows none), `text`
@@ -10,7 +10,9 @@ event), `story` (a hand story key) and `collector`. Everything is checked before
 is written: an address or sentence on the evaluators' holdout list, a known spam or mirror
 domain, a missing field or empty text refuse the whole batch with every problem listed
 (exit 3). Addresses already in the corpus are skipped. New ids are
-`cNNN_<12 hex of the address hash>`, numbered on from the corpus.
+`cNNN_<12 hex of the address hash>`, numbered on from the corpus. `--check` runs every
+check and reports what would be added without writing, so a collector can test a batch
+while collecting.
 """
 
 from __future__ import annotations
@@ -70,8 +72,11 @@ def article_problems(rec: dict, where: str, holdout: Holdout) -> list[str]:
     return problems
 
 
-def ingest(inputs: list[Path], data_dir: Path, holdout: Holdout) -> list[str]:
-    """Check every input, then write the new articles; returns the new ids."""
+def ingest(
+    inputs: list[Path], data_dir: Path, holdout: Holdout, check_only: bool = False
+) -> list[str]:
+    """Check every input, then write the new articles (unless `check_only`); returns the
+    new ids (those they would get, when only checking)."""
     meta_path = data_dir / "raw" / "articles.jsonl"
     existing = read_jsonl(meta_path)
     known = {norm_url(m["url"]) for m in existing if m.get("url")}
@@ -96,6 +101,10 @@ def ingest(inputs: list[Path], data_dir: Path, holdout: Holdout) -> list[str]:
         digest = hashlib.sha256(norm_url(rec["url"]).encode()).hexdigest()[:12]
         aid = f"c{next_number:03d}_{digest}"
         next_number += 1
+        added.append(aid)
+    if check_only:
+        return added
+    for aid, rec in zip(added, new, strict=True):
         text = rec["text"].strip() + "\n"
         atomic_write_text(data_dir / "raw" / "corpus" / f"{aid}.txt", text)
         title = rec.get("title") or None
@@ -103,7 +112,6 @@ def ingest(inputs: list[Path], data_dir: Path, holdout: Holdout) -> list[str]:
         meta.update({k: rec[k] for k in META_KEYS if rec.get(k) not in (None, "")})
         meta["origin"] = ORIGIN
         existing.append(meta)
-        added.append(aid)
     atomic_write_text(meta_path, dumps_jsonl(existing))
     return added
 
@@ -113,14 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("inputs", nargs="+", type=Path, help="collected articles (JSONL)")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="dataset folder")
     parser.add_argument("--holdout", type=Path, default=None, help="holdout list (JSON)")
+    parser.add_argument("--check", action="store_true", help="run every check, write nothing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        added = ingest(args.inputs, args.data_dir, Holdout.load(args.holdout))
+        added = ingest(args.inputs, args.data_dir, Holdout.load(args.holdout), args.check)
     except DataError as exc:
         print(f"data.ingest: error: {exc}", file=sys.stderr)
         return exitcodes.INPUT
-    print(json.dumps({"added": len(added), "ids": added}))
+    key = "would_add" if args.check else "added"
+    print(json.dumps({key: len(added), "ids": added}))
     return 0
 
 

@@ -312,3 +312,91 @@ def test_jsonl_round_trips_unicode_line_separators(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     path.write_text(dumps_jsonl(records), encoding="utf-8")
     assert read_jsonl(path) == records
+
+
+def _collected(tmp_path: Path, urls: list[str]) -> Path:
+    """A collector's batch: one short real-looking article per address."""
+    text = (
+        "Bawaslu Periksa Kepala Desa\n"
+        "Bawaslu memeriksa seorang kepala desa yang diduga ikut kampanye pasangan calon. "
+        "Kepala desa itu hadir di panggung kampanye pada Senin pagi."
+    )
+    path = tmp_path / "collected.jsonl"
+    rows = [
+        {
+            "url": u,
+            "outlet": "Contoh",
+            "date": "2024-10",
+            "region": None,
+            "title": "T",
+            "text": text,
+            "cut": False,
+        }
+        for u in urls
+    ]
+    path.write_text(dumps_jsonl(rows), encoding="utf-8")
+    return path
+
+
+def test_ingest_check_writes_nothing_and_ingest_adds_new_addresses(
+    data_copy: Path, tmp_path: Path
+) -> None:
+    known = next(m["url"] for m in read_jsonl(data_copy / "raw" / "articles.jsonl") if "url" in m)
+    batch = _collected(tmp_path, ["https://contoh.id/a/1", known, "https://contoh.id/a/2"])
+    before = _files(data_copy / "raw") | _files(data_copy / "raw" / "corpus")
+    checked = _run("data.ingest", str(batch), "--data-dir", str(data_copy), "--check")
+    assert checked.returncode == 0, checked.stderr
+    would = json.loads(checked.stdout)
+    assert would["would_add"] == 2  # the known address is skipped
+    assert _files(data_copy / "raw") | _files(data_copy / "raw" / "corpus") == before
+    added = json.loads(_run("data.ingest", str(batch), "--data-dir", str(data_copy)).stdout)
+    assert added["ids"] == would["ids"]
+    meta = read_jsonl(data_copy / "raw" / "articles.jsonl")
+    assert [m["id"] for m in meta[-2:]] == added["ids"]
+    assert meta[-1]["url"] == "https://contoh.id/a/2"
+    assert (
+        (data_copy / "raw" / "corpus" / f"{added['ids'][0]}.txt")
+        .read_text()
+        .startswith("Bawaslu Periksa")
+    )
+
+
+def test_ingest_refuses_a_holdout_address_and_writes_nothing(
+    data_copy: Path, tmp_path: Path
+) -> None:
+    batch = _collected(tmp_path, ["https://contoh.id/a/1", "https://www.contoh.id/amp/a/9"])
+    holdout = _holdout_file(tmp_path, ["http://m.contoh.id/A/9"], [])
+    before = _files(data_copy / "raw")
+    for extra in ([], ["--check"]):
+        run = _run(
+            "data.ingest",
+            str(batch),
+            "--data-dir",
+            str(data_copy),
+            "--holdout",
+            str(holdout),
+            *extra,
+        )
+        assert run.returncode == 3
+        assert "collected.jsonl:2" in run.stderr and "nothing written" in run.stderr
+    assert _files(data_copy / "raw") == before
+
+
+def test_new_to_train_keeps_dev_and_test_exactly(data_copy: Path) -> None:
+    """A story missing from the stored assignment is new; `new_to` sends it to train and
+    leaves every dev and test file line as it was."""
+    splits = data_copy / "splits"
+    test_before = (splits / "test.jsonl").read_bytes()
+    dev = read_jsonl(splits / "dev.jsonl")
+    story = dev[0]["story_id"]
+    stored = json.loads((splits / "assignment.json").read_text())
+    del stored["stories"][story]
+    (splits / "assignment.json").write_text(json.dumps(stored), encoding="utf-8")
+    build(Paths(data_copy), new_to="train")
+    assert (splits / "test.jsonl").read_bytes() == test_before
+    assert read_jsonl(splits / "dev.jsonl") == [r for r in dev if r["story_id"] != story]
+    moved = [r for r in read_jsonl(splits / "train.jsonl") if r["story_id"] == story]
+    assert len(moved) == sum(r["story_id"] == story for r in dev) > 0
+    assert json.loads((splits / "assignment.json").read_text())["stories"][story] == "train"
+    with pytest.raises(DataError, match="new-to"):
+        build(Paths(data_copy), new_to="train", resplit=True)
