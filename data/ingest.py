@@ -37,7 +37,17 @@ DATA_DIR = Path(__file__).resolve().parent
 ORIGIN = "stored copy of a public web page (search tool, corpus 'pages'), first ~2,000 characters"
 # Spam, mirror and machine-reworded sites met while collecting (the data card lists them).
 BLOCKED_DOMAINS: frozenset[str] = frozenset(
-    {"kievskiy.org", "fun-eastern.com", "harusidmpo.shop", "portalberitatribun.biz"}
+    {
+        "kievskiy.org",
+        "fun-eastern.com",
+        "harusidmpo.shop",
+        "portalberitatribun.biz",
+        "thedesignweb.co.id",
+        "naaju.com",
+        "saranginews.com",
+        "chutogel-promosi.com",
+        "nzwrestling.com",
+    }
 )
 REQUIRED = ("url", "outlet", "text", "cut")
 META_KEYS = (
