@@ -47,6 +47,7 @@ BLOCKED_DOMAINS: frozenset[str] = frozenset(
         "saranginews.com",
         "chutogel-promosi.com",
         "nzwrestling.com",
+        "semiconductor-kna.com",
     }
 )
 REQUIRED = ("url", "outlet", "text", "cut")
