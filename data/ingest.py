@@ -48,6 +48,11 @@ BLOCKED_DOMAINS: frozenset[str] = frozenset(
         "chutogel-promosi.com",
         "nzwrestling.com",
         "semiconductor-kna.com",
+        "exoticcannabisstore.com",
+        "verdauen.com",
+        "fisheriesstandardsampling.org",
+        "paitodewatogel88.com",
+        "lobakmerak.netlify.app",
     }
 )
 REQUIRED = ("url", "outlet", "text", "cut")
