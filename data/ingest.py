@@ -53,6 +53,9 @@ BLOCKED_DOMAINS: frozenset[str] = frozenset(
         "fisheriesstandardsampling.org",
         "paitodewatogel88.com",
         "lobakmerak.netlify.app",
+        "rakyatnesia.com",
+        "phongkhambenhdalieu.com",
+        "916944.xyz",
     }
 )
 REQUIRED = ("url", "outlet", "text", "cut")
