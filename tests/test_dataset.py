@@ -382,6 +382,19 @@ def test_ingest_refuses_a_holdout_address_and_writes_nothing(
     assert _files(data_copy / "raw") == before
 
 
+def test_ingest_refuses_a_blocked_spam_domain_and_writes_nothing(
+    data_copy: Path, tmp_path: Path
+) -> None:
+    batch = _collected(tmp_path, ["https://contoh.id/a/1", "https://www.verdauen.com/berita/2"])
+    before = _files(data_copy / "raw")
+    for extra in ([], ["--check"]):
+        run = _run("data.ingest", str(batch), "--data-dir", str(data_copy), *extra)
+        assert run.returncode == 3
+        assert "collected.jsonl:2" in run.stderr and "verdauen.com is a blocked" in run.stderr
+        assert "collected.jsonl:1" not in run.stderr
+    assert _files(data_copy / "raw") == before
+
+
 def test_new_to_train_keeps_dev_and_test_exactly(data_copy: Path) -> None:
     """A story missing from the stored assignment is new; `new_to` sends it to train and
     leaves every dev and test file line as it was."""
