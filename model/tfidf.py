@@ -35,7 +35,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import pairwise, repeat
 from pathlib import Path
 
 import numpy as np
@@ -509,19 +509,33 @@ class Exported:
     arrays: dict[str, np.ndarray]
 
 
-def _terms_blob(terms: list[str]) -> np.ndarray:
-    bad = [t for t in terms if "\n" in t]
-    if bad:
-        raise ValueError(
-            f"vocabulary terms contain a newline, which the format reserves: {bad[:3]}"
-        )
-    return np.frombuffer("\n".join(terms).encode("utf-8", "surrogatepass"), dtype=np.uint8)
+def _terms_arrays(name: str, terms: list[str]) -> dict[str, np.ndarray]:
+    """The vocabulary as UTF-8 bytes: newline-joined, the format's usual layout.
+
+    A term can hold a newline (a `char` analyzer over a sentence that spans a line break);
+    then the terms are stored back to back with their end offsets in `<name>.term_ends`,
+    so ordinary vocabularies keep the byte layout (and the model versions) they had.
+    """
+    if not any("\n" in t for t in terms):
+        blob = "\n".join(terms).encode("utf-8", "surrogatepass")
+        return {f"{name}.terms": np.frombuffer(blob, dtype=np.uint8)}
+    encoded = [t.encode("utf-8", "surrogatepass") for t in terms]
+    return {
+        f"{name}.terms": np.frombuffer(b"".join(encoded), dtype=np.uint8),
+        f"{name}.term_ends": np.cumsum([len(e) for e in encoded], dtype=np.int64),
+    }
 
 
-def _terms(blob: np.ndarray, size: int) -> list[str]:
-    if size == 0:
+def _terms(arrays: dict[str, np.ndarray], name: str, size: int) -> list[str]:
+    raw = arrays[f"{name}.terms"].tobytes()
+    ends = arrays.get(f"{name}.term_ends")
+    if ends is not None:
+        bounds = [0, *ends.tolist()]
+        terms = [raw[a:b].decode("utf-8", "surrogatepass") for a, b in pairwise(bounds)]
+    elif size == 0:
         return []
-    terms = blob.tobytes().decode("utf-8", "surrogatepass").split("\n")
+    else:
+        terms = raw.decode("utf-8", "surrogatepass").split("\n")
     if len(terms) != size:
         raise ValueError(f"{len(terms)} terms stored, {size} expected")
     return terms
@@ -565,7 +579,7 @@ def _export_vectorizer(name: str, vec) -> tuple[dict, dict[str, np.ndarray]]:
         terms=terms,
         idf=np.asarray(vec.idf_) if vec.use_idf else None,
     )
-    arrays = {f"{name}.terms": _terms_blob(terms)}
+    arrays = _terms_arrays(name, terms)
     if part.idf is not None:
         arrays[f"{name}.idf"] = np.ascontiguousarray(part.idf)
     return part.params(), arrays
@@ -645,7 +659,7 @@ def scorer(exported: Exported) -> TfidfScorer:
                 sublinear_tf=bool(p["sublinear_tf"]),
                 norm=p["norm"],
                 dtype=p["dtype"],
-                terms=_terms(arrays[f"{name}.terms"], int(p["size"])),
+                terms=_terms(arrays, name, int(p["size"])),
                 idf=arrays[f"{name}.idf"] if p["use_idf"] else None,
             )
         )

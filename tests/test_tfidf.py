@@ -172,6 +172,34 @@ def test_vectoriser_settings_transform_like_scikit_learn(settings: dict) -> None
     assert_same_features(part.transform(sample), vec.transform(sample))
 
 
+def test_terms_with_a_newline_round_trip_and_plain_vocabularies_keep_their_layout(
+    tmp_path: Path,
+) -> None:
+    """A sentence can span a line break (a date fragment joined to the sentence before it,
+    as one training sentence of v2.2 does), so a `char` analyzer learns terms holding a
+    newline, the separator of the stored vocabulary."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    docs = ["tersebut,\nSabtu (07/09/2024).", "Bawaslu memeriksa kades."]
+    for analyzer, has_newline in (("char", True), ("char_wb", False)):
+        vec = TfidfVectorizer(analyzer=analyzer, ngram_range=(1, 3)).fit(docs)
+        params, arrays = tfidf._export_vectorizer("part", vec)
+        assert ("part.term_ends" in arrays) is has_newline
+        if not has_newline:
+            by_index = sorted(vec.vocabulary_, key=vec.vocabulary_.get)
+            assert arrays["part.terms"].tobytes() == "\n".join(by_index).encode()
+        exported = tfidf.Exported(
+            {**_heads_config(), "features": [params]},
+            {**arrays, **_zero_heads(len(vec.vocabulary_))},
+        )
+        folder = tmp_path / analyzer
+        folder.mkdir()
+        tfidf.save_model(exported, folder)
+        part = tfidf.scorer(tfidf.read_model(folder)).parts[0]
+        assert part.terms == sorted(vec.vocabulary_, key=vec.vocabulary_.get)
+        assert_same_features(part.transform(docs), vec.transform(docs))
+
+
 def _heads_config() -> dict:
     return {
         "format": tfidf.FORMAT,
